@@ -1,0 +1,194 @@
+"""Skeleton datasets in one layout: float32 samples (C, T, V, M), labels 0..classes-1.
+
+`PRESETS` is the one table of per-dataset facts and official hyper-parameters (SPEC §1.7); the
+scripts use it as argparse defaults, so a value given on the command line always wins.
+Raw SBU text and N-UCLA json are parsed once and cached as .npz (in `cache_dir`); NTU and UWA3D
+arrays are memory-mapped, never read whole into RAM.
+"""
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch.utils.data
+
+from data import DataError, check_finite, nucla_json, sbu_text
+
+_NTU = dict(joints=25, persons=2, frames=150, hidden_units=256, lstm_layer=1, nce_k=16384,
+            batch_size=32, lr_decay_epochs='30,70', num_workers=4,
+            source='https://rose1.ntu.edu.sg/dataset/actionRecognition/ (raw skeletons, then '
+                   '`python -m data.prepare_ntu`)')
+PRESETS = {
+    'ntu60_xsub': dict(_NTU, classes=60),
+    'ntu60_xview': dict(_NTU, classes=60),
+    'ntu120_xsub': dict(_NTU, classes=120),
+    'ntu120_xsetup': dict(_NTU, classes=120),
+    'sbu': dict(joints=15, persons=2, classes=8, frames=40, hidden_units=128, lstm_layer=2, nce_k=200,
+                batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=0,
+                source='https://www3.cs.stonybrook.edu/~kyun/research/kinect_interaction/ '
+                       '(the "clean" version: s01s02/ ... s07s03/ folders)'),
+    'ucla': dict(joints=20, persons=1, classes=10, frames=60, hidden_units=256, lstm_layer=1, nce_k=500,
+                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1,
+                 source='the N-UCLA `all_sqe` json release used by Shift-GCN / CTR-GCN '
+                        '(NW-UCLA link in their READMEs)'),
+    'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, hidden_units=256, lstm_layer=1, nce_k=500,
+                  batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=5, test_view=2,
+                  source='http://staffhome.ecm.uwa.edu.au/~00053650/databases.html, arranged as the '
+                         'AS-CAL arrays (README, "Data")'),
+}
+UWA3D_TRAIN_VIEWS = ['12', '13', '14', '23', '24', '34']  # fold index -> training views (SPEC §1.4)
+
+
+def data_dir(dataset, data_root):
+    """The folder a dataset lives in under data_root; a clear error if it is not there."""
+    sub = {'sbu': 'sbu', 'ucla': 'nucla', 'uwa3d': 'uwa3d'}.get(dataset, f'ntu/{dataset}')
+    folder = Path(data_root) / sub
+    if not folder.is_dir():
+        raise DataError(f"{dataset} data not found at {folder}. Get it from {PRESETS[dataset]['source']}, "
+                        f"put it under {folder} (layout in README, 'Data'), or point --data_root / "
+                        "ASCAL_DATA_ROOT at a folder that has it")
+    return folder
+
+
+def _cached(name, sources, build, cache_dir):
+    """Return build()'s dict of arrays, cached in cache_dir under a key of the source files' stats."""
+    digest = hashlib.sha1(name.encode())
+    for path in sources:
+        stat = os.stat(path)
+        digest.update(f'{path}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+    cache = Path(cache_dir) / f'{name}-{digest.hexdigest()[:16]}.npz'
+    if cache.is_file():
+        with np.load(cache) as f:
+            return dict(f)
+    arrays = build()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + f'.{os.getpid()}.partial')
+    with open(tmp, 'wb') as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, cache)
+    return arrays
+
+
+def _pad_stack(sequences):
+    """List of (C, T_i, V, M) -> (N, C, max T_i, V, M), zero-padded at the end in time."""
+    out = np.zeros((len(sequences),) + sequences[0].shape[:1] + (max(s.shape[1] for s in sequences),)
+                   + sequences[0].shape[2:], dtype=np.float32)
+    for i, s in enumerate(sequences):
+        out[i, :, :s.shape[1]] = s
+    return out
+
+
+def load_sbu(folder, true_depth, cache_dir):
+    """All 282 SBU sequences -> dict(data (N, 3, 46, 15, 2), label, group = set id 1..21)."""
+    root = folder / 'raw' if (folder / 'raw').is_dir() else folder
+    found = sbu_text.find_sequences(root)
+
+    def build():
+        seqs = [sbu_text.read_sequence(p, true_depth) for p, _, _ in found]
+        return dict(data=_pad_stack(seqs), label=np.array([lab for _, _, lab in found]),
+                    group=np.array([s for _, s, _ in found]))
+    return _cached(f'sbu-depth{int(true_depth)}', [p for p, _, _ in found], build, cache_dir)
+
+
+def load_nucla(folder, cache_dir):
+    """All N-UCLA sequences -> dict(data (N, 3, T_max, 20, 1), label, group = view 1..3)."""
+    paths = nucla_json.find_sequences(folder)
+
+    def build():
+        seqs, labels, views = zip(*(nucla_json.read_sequence(p) for p in paths))
+        return dict(data=_pad_stack(seqs), label=np.array(labels), group=np.array(views))
+    return _cached('nucla', paths, build, cache_dir)
+
+
+def load_array(data_path, label_path, joints, persons, classes):
+    """A (N, C, T, V[, M]) .npy (memory-mapped) and its (names, labels) pickle, validated."""
+    for path in (data_path, label_path):
+        if not Path(path).is_file():
+            raise DataError(f"{path}: file not found")
+    try:
+        data = np.load(data_path, mmap_mode='r')
+    except ValueError as err:
+        raise DataError(f"{data_path}: not a readable .npy array ({err})") from None
+    if data.ndim == 4:
+        data = data[..., None]
+    if data.ndim != 5 or data.shape[1] != 3 or data.shape[3] != joints or data.shape[4] < persons:
+        raise DataError(f"{data_path}: shape {data.shape}, expected (N, 3, T, {joints}, >={persons})")
+    with open(label_path, 'rb') as f:
+        try:
+            record = pickle.load(f, encoding='latin1')
+        except Exception as err:
+            raise DataError(f"{label_path}: not a (names, labels) pickle ({err})") from None
+    labels = np.asarray(record[1] if isinstance(record, (tuple, list)) and len(record) == 2 else record)
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{label_path}: {labels.size} labels for {len(data)} samples in {data_path}")
+    return data[..., :persons], _check_labels(labels, classes, label_path)
+
+
+def _check_labels(labels, classes, source):
+    labels = np.asarray(labels, dtype=np.int64)
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise DataError(f"{source}: label {labels[bad][0]} outside [0, {classes})")
+    return labels
+
+
+def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_depth=False,
+               cache_dir=Path('~/.cache/ascal').expanduser()):
+    """(data (N, C, T, V, M), labels (N,)) for split 'train' or 'val' of one dataset/protocol."""
+    if split not in ('train', 'val'):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    preset = PRESETS[dataset]
+    folder = data_dir(dataset, data_root)
+    if dataset in ('sbu', 'ucla'):
+        if dataset == 'sbu':
+            if fold not in range(len(sbu_text.FOLDS)):
+                raise DataError(f"--fold {fold}: SBU has folds 0..{len(sbu_text.FOLDS) - 1}")
+            arrays, held_out = load_sbu(folder, sbu_true_depth, cache_dir), sbu_text.FOLDS[fold]
+        else:
+            if test_view not in (1, 2, 3):
+                raise DataError(f"--test_view {test_view}: N-UCLA views are 1, 2, 3")
+            arrays, held_out = load_nucla(folder, cache_dir), [test_view]
+        chosen = np.isin(arrays['group'], held_out) == (split == 'val')
+        data = arrays['data'][chosen]
+        check_finite(data, folder)
+        return data, _check_labels(arrays['label'][chosen], preset['classes'], folder)
+    if dataset == 'uwa3d':
+        if fold not in range(len(UWA3D_TRAIN_VIEWS)):
+            raise DataError(f"--fold {fold}: UWA3D has folds 0..{len(UWA3D_TRAIN_VIEWS) - 1}")
+        train = UWA3D_TRAIN_VIEWS[fold]
+        test = ''.join(v for v in '1234' if v not in train)
+        if str(test_view) not in test:
+            raise DataError(f"--test_view {test_view}: UWA3D fold {fold} tests on views {test[0]} or {test[1]}")
+        folder = folder / f'train{train}_test{test}'
+        folder = folder / (f'training_{train}' if split == 'train' else f'test_{test_view}')
+    return load_array(folder / f'{split}_data.npy', folder / f'{split}_label.pkl',
+                      preset['joints'], preset['persons'], preset['classes'])
+
+
+class SkeletonDataset(torch.utils.data.Dataset):
+    """Samples (C, frames, V, M) float32 cropped to the first `frames` frames, then `transform`ed.
+
+    Random draws come from a generator seeded by (seed, epoch, index), so augmentation does not
+    depend on worker count or order, and an epoch replays exactly after a resume.
+    Returns (transform(x), label, index).
+    """
+
+    def __init__(self, data, labels, frames, transform=None, seed=0, source='dataset'):
+        self.data, self.labels, self.frames = data, labels, frames
+        self.transform, self.seed, self.epoch, self.source = transform, seed, 0, source
+        self.check_each = isinstance(data, np.memmap)  # in-memory arrays were checked on load
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        x = np.array(self.data[index, :, :self.frames], dtype=np.float32)
+        if self.check_each:
+            check_finite(x, f'{self.source} sample {index}')
+        if self.transform is not None:
+            x = self.transform(x, np.random.default_rng((self.seed, self.epoch, index)))
+        return x, self.labels[index], index

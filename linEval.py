@@ -1,0 +1,419 @@
+"""Evaluate AS-CAL encoders (SPEC §5): linear, semi-supervised, or supervised from scratch.
+
+    python linEval.py --mode eval --model_path runs/sbu-.../ckpt_epoch_60.pth
+    python linEval.py --mode semi --semi_rate 0.1 --model_path runs/sbu-.../ckpt_epoch_60.pth
+    python linEval.py --mode supervise --dataset sbu
+
+Everything the checkpoint knows (dataset, sizes, frames, augmentation) is read from it.
+The helpers here (seeding, checkpoints, lr schedule, accuracy, logging) are shared with
+pretrain_and_linEval.py.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import augment
+from data import DataError
+from dataset import PRESETS, SkeletonDataset, load_split
+from model import EncoderClassifier, LinearClassifier, LSTMEncoder
+
+# Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
+SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
+             'supervise': (0.01, 200, '30,80')}
+SEMI_SCHEDULES = [(0.01, (0.01, 35, '15,30')), (0.1, (0.01, 15, '8')), (1.0, (0.01, 10, '7'))]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not fit the requested run."""
+
+
+# ---------------------------------------------------------------- helpers shared by both scripts
+def set_seed(seed, deterministic=False):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def resolve_device(name):
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def milestones(text):
+    return [int(e) for e in str(text).split(',') if e.strip()]
+
+
+def adjust_learning_rate(optimizer, epoch, base_lr, decay_epochs, rate):
+    """Step decay at 1-based epoch: lr = base_lr * rate ** #{d in decay_epochs: epoch > d}."""
+    lr = base_lr * rate ** sum(epoch > d for d in decay_epochs)
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    return lr
+
+
+def accuracy(logits, target, topk=(1, 5)):
+    """Number of samples whose target is among the top-k logits, for each k (k capped at classes)."""
+    top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
+    hit = top == target[:, None]
+    return [hit[:, :k].any(1).sum().item() for k in topk]
+
+
+def atomic_write(path, write):
+    """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + '.partial')
+    with open(tmp, 'wb') as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state, path):
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def write_json(obj, path):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+class RunLog:
+    """Plain lines to stdout and to <out_dir>/log.txt."""
+
+    def __init__(self, out_dir, quiet=False):
+        self.path, self.quiet = Path(out_dir) / 'log.txt', quiet
+
+    def __call__(self, message, always=False):
+        if always or not self.quiet:
+            tqdm.write(message)
+        with open(self.path, 'a') as f:
+            f.write(message + '\n')
+
+
+def make_out_dir(out_dir, name):
+    out = Path(out_dir or Path('runs') / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_checkpoint(path):
+    """torch.load with weights_only=True, turning every failure into one clear CheckpointError."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not saved by AS-CAL): "
+                              f"{str(err).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or not {'args', 'model'} <= set(ckpt):
+        raise CheckpointError(f"{path}: not an AS-CAL checkpoint (needs 'args' and 'model')")
+    return ckpt
+
+
+def build_encoder(opts):
+    """LSTMEncoder for a dict of resolved options (dataset, hidden_units, lstm_layer, masked_mean)."""
+    preset = PRESETS[opts['dataset']]
+    return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'],
+                       'masked_mean' if opts.get('masked_mean') else 'mean')
+
+
+def load_encoder(ckpt, path):
+    """The query encoder of a pretraining checkpoint, loaded strictly."""
+    encoder = build_encoder(ckpt['args'])
+    state = {k[len('encoder_q.'):]: v for k, v in ckpt['model'].items() if k.startswith('encoder_q.')}
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: encoder weights do not fit the options stored with it: "
+                              f"{str(err).splitlines()[-1].strip()}") from None
+    return encoder
+
+
+def data_options(parser):
+    """Options that say where the data is and which split/protocol to use."""
+    parser.add_argument('--dataset', choices=sorted(PRESETS), default=None, help='dataset and benchmark')
+    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
+                        help='folder laid out like data/README.md (default $ASCAL_DATA_ROOT or ./data)')
+    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
+                        help='where parsed SBU/N-UCLA text and json are cached (default $ASCAL_CACHE_DIR or ~/.cache/ascal)')
+    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (default 0); UWA3D fold 0-5 (default 5)')
+    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
+                        'the literature uses 3); UWA3D test view (default 2)')
+    parser.add_argument('--sbu_true_depth', action='store_true',
+                        help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
+    parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
+    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation (default 1)')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
+    parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
+
+
+def load_splits(opts):
+    """(train, val) as (data, labels) pairs for a dict of resolved options."""
+    return [load_split(opts['dataset'], opts['data_root'], split, opts.get('fold'), opts.get('test_view'),
+                       opts.get('sbu_true_depth', False), opts['cache_dir']) for split in ('train', 'val')]
+
+
+# ---------------------------------------------------------------- training and evaluation loops
+def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu')):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                                       generator=torch.Generator().manual_seed(seed),
+                                       pin_memory=device.type == 'cuda')
+
+
+def train_one_epoch(model, data, optimizer, device, desc, quiet):
+    """One pass over data (yielding x, y, ...): returns mean loss and top-1 % on the training batches."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch in tqdm(data, desc=desc, leave=False, disable=quiet):
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(y)
+        correct += accuracy(logits, y, (1,))[0]
+        seen += len(y)
+    return loss_sum / seen, 100 * correct / seen
+
+
+@torch.no_grad()
+def evaluate(model, data, device):
+    """Top-1 and top-5 % of model on data."""
+    model.eval()
+    hits, seen = np.zeros(2), 0
+    for batch in data:
+        x, y = batch[0].to(device), batch[1].to(device)
+        hits += accuracy(model(x), y)
+        seen += len(y)
+    return (100 * hits / seen).tolist()
+
+
+def fit(model, params, train, val, schedule, device, log, name, quiet=False):
+    """SGD (momentum 0.9, nesterov, no weight decay) with step decay 0.5 over `schedule`=(lr, epochs,
+    decay). Returns the per-epoch history and the state with the best *training* top-1."""
+    lr, epochs, decay = schedule
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0)
+    history, best_state, best_train = [], None, -1.0
+    for epoch in range(1, epochs + 1):
+        current = adjust_learning_rate(optimizer, epoch, lr, milestones(decay), 0.5)
+        loss, train_top1 = train_one_epoch(model, train, optimizer, device, f'{name} {epoch}/{epochs}', quiet)
+        top1, top5 = evaluate(model, val, device) if val is not None else (float('nan'),) * 2
+        history.append(dict(epoch=epoch, lr=current, loss=loss, train_top1=train_top1, top1=top1, top5=top5))
+        log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f} "
+            f"test@1 {top1:.2f} test@5 {top5:.2f}")
+        if train_top1 > best_train:
+            best_train, best_state = train_top1, {k: v.clone() for k, v in model.state_dict().items()}
+    return history, best_state
+
+
+def summarise(history, select):
+    """Best-over-epochs (official, selects on the test set) and last-epoch accuracies."""
+    best = max(history, key=lambda h: h['top1'])
+    last = history[-1]
+    chosen = best if select == 'best' else last
+    return dict(top1=chosen['top1'], top5=chosen['top5'], top1_best=best['top1'], top5_best=best['top5'],
+                best_epoch=best['epoch'], top1_last=last['top1'], top5_last=last['top5'], select=select)
+
+
+@torch.no_grad()
+def extract_features(encoder, dataset, device, batch_size=256):
+    """Frozen CAE features (N, D) and labels (N,) on the CPU; the evaluation transform is deterministic."""
+    encoder.eval()
+    feats, labels = [], []
+    for x, y, _ in loader(dataset, batch_size, shuffle=False, device=device):
+        feats.append(encoder(x.to(device)).float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def linear_evaluation(encoder, splits, opts, device, log, classifier=None):
+    """Train a linear classifier on the frozen encoder's features, once extracted (SPEC §5.1).
+
+    splits: ((train data, labels), (val data, labels)). Returns summarise() of the history.
+    """
+    frames, aug = opts['selected_frames'], eval_chain(opts)
+    train, val = [SkeletonDataset(d, lab, frames, augment.build_transform(aug, frames), source=opts['dataset'])
+                  for d, lab in splits]
+    train_f, val_f = (torch.utils.data.TensorDataset(*extract_features(encoder, s, device)) for s in (train, val))
+    classifier = classifier or LinearClassifier(encoder.hidden_size, PRESETS[opts['dataset']]['classes'])
+    schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
+    history, _ = fit(classifier.to(device), classifier.parameters(),
+                     loader(train_f, opts['lin_batch_size'], True, opts['seed']), loader(val_f, 1024, False),
+                     schedule, device, log, 'linear', opts.get('quiet', False))
+    return dict(summarise(history, opts['select']), history=history)
+
+
+def eval_chain(opts):
+    """Evaluation transform: centring only ('subtract1'), or 'None' if pretraining used no augmentation."""
+    return 'None' if opts.get('aug', 'subtract') == 'None' else 'subtract'
+
+
+# ---------------------------------------------------------------- the three protocols
+def semi_subset(labels, rate, classes, sampling, seed):
+    """Indices of the labelled subset: int(rate * N / classes) per class, either the first ones in
+    file order (official) or a random stratified draw fixed by seed."""
+    per_class = int(rate * len(labels) / classes)
+    if per_class < 1:
+        raise DataError(f"--semi_rate {rate}: {len(labels)} training samples / {classes} classes "
+                        "leaves no labelled sample per class")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in range(classes):
+        members = np.flatnonzero(labels == c)
+        chosen.append(members[:per_class] if sampling == 'first' else
+                      rng.choice(members, min(per_class, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def run_semi(encoder, splits, opts, device, log, out):
+    """Stage 1: fine-tune encoder + classifier on the labelled subset, keep the best-training-accuracy
+    state. Stage 2: linear evaluation of that frozen encoder, its classifier as the start, on the full
+    labelled training set (official, SPEC §5.3) or on the subset only (`--semi_stage2 subset`)."""
+    (train_x, train_y), val = splits
+    classes = PRESETS[opts['dataset']]['classes']
+    subset = semi_subset(train_y, opts['semi_rate'], classes, opts['semi_sampling'], opts['seed'])
+    log(f"semi: {len(subset)} labelled samples ({opts['semi_sampling']} per class) of {len(train_y)}")
+    frames, transform = opts['selected_frames'], augment.build_transform(eval_chain(opts), opts['selected_frames'])
+    labelled = SkeletonDataset(train_x[subset], train_y[subset], frames, transform, source=opts['dataset'])
+    model = EncoderClassifier(encoder, classes).to(device)
+    schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
+    history, best_state = fit(model, model.parameters(), loader(labelled, opts['batch_size'], True, opts['seed']),
+                              None, schedule, device, log, 'semi-finetune', opts['quiet'])
+    save_checkpoint(dict(args=opts, model=best_state), out / 'semi_ft_best.pth')
+    model.load_state_dict(best_state)
+    classifier = LinearClassifier(encoder.hidden_size, classes)
+    classifier.classifier.load_state_dict(model.classifier.state_dict())
+    stage2 = splits if opts['semi_stage2'] == 'full' else ((train_x[subset], train_y[subset]), val)
+    lin_opts = dict(opts, lin_learning_rate=SCHEDULES['eval'][0], lin_lr_decay_epochs=SCHEDULES['eval'][2],
+                    lin_batch_size=opts['batch_size'])
+    result = linear_evaluation(model.encoder, stage2, lin_opts, device, log, classifier)
+    return dict(result, labelled=len(subset), finetune_history=history)
+
+
+def run_supervise(splits, opts, device, log):
+    """Train encoder + classifier from scratch on all training labels (SPEC §5.4)."""
+    frames = opts['selected_frames']
+    train, val = [SkeletonDataset(d, lab, frames, augment.build_transform(eval_chain(opts), frames),
+                                  source=opts['dataset']) for d, lab in splits]
+    model = EncoderClassifier(build_encoder(opts), PRESETS[opts['dataset']]['classes']).to(device)
+    schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
+    workers = opts['num_workers']
+    history, _ = fit(model, model.parameters(), loader(train, opts['batch_size'], True, opts['seed'], workers, device),
+                     loader(val, 256, False, 0, workers, device), schedule, device, log, 'supervise', opts['quiet'])
+    return dict(summarise(history, opts['select']), history=history)
+
+
+def parse_option_lin_eval(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--mode', choices=['eval', 'semi', 'supervise'], default='eval')
+    parser.add_argument('--model_path', default=None, help='pretraining checkpoint (eval and semi)')
+    data_options(parser)
+    group = parser.add_argument_group('optimisation (None = the official value for the mode, SPEC §5.2)')
+    group.add_argument('--epochs', type=int, default=None, help='eval 90; supervise 200 (NTU 60); semi stage 1 '
+                       '35/15/10 for rate <=0.01/<=0.1/above')
+    group.add_argument('--learning_rate', type=float, default=None, help='eval 1.0; supervise and semi 0.01')
+    group.add_argument('--lr_decay_epochs', default=None, help='comma-separated; decay rate is 0.5')
+    group.add_argument('--batch_size', type=int, default=32)
+    group.add_argument('--lin_epochs', type=int, default=90, help='semi stage 2 linear epochs')
+    group = parser.add_argument_group('supervise architecture (official: 256 / 1 / 150 for every dataset)')
+    group.add_argument('--hidden_units', type=int, default=None)
+    group.add_argument('--lstm_layer', type=int, default=None)
+    group.add_argument('--selected_frames', type=int, default=None)
+    group.add_argument('--masked_mean', action='store_true', help='corrected: pool only over real frames')
+    group = parser.add_argument_group('protocol')
+    group.add_argument('--select', choices=['best', 'last'], default='best',
+                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
+    group.add_argument('--semi_rate', type=float, default=0.01, help='labelled fraction in (0, 1]')
+    group.add_argument('--semi_sampling', choices=['first', 'random'], default='first',
+                       help='first k per class in file order (official) or random stratified by --seed')
+    group.add_argument('--semi_stage2', choices=['full', 'subset'], default='full',
+                       help='semi linear stage on all training labels (official) or the labelled subset')
+    args = parser.parse_args(argv)
+    if args.mode in ('eval', 'semi') and not args.model_path:
+        parser.error(f"--mode {args.mode} needs --model_path")
+    if args.mode == 'supervise' and not args.dataset:
+        parser.error("--mode supervise needs --dataset")
+    if not 0 < args.semi_rate <= 1:
+        parser.error(f"--semi_rate {args.semi_rate}: must be in (0, 1]")
+    return args
+
+
+def resolve_options(args):
+    """One dict of everything the run uses: checkpoint options (eval/semi) or dataset presets
+    (supervise), then this run's options, then the official per-mode schedule where unset."""
+    cli = {k: v for k, v in vars(args).items() if v is not None}
+    if args.mode == 'supervise':
+        preset = PRESETS[args.dataset]
+        opts = dict(hidden_units=256, lstm_layer=1, selected_frames=150, fold=preset.get('fold'),
+                    test_view=preset.get('test_view'), num_workers=preset['num_workers'], **cli)
+        schedule = SCHEDULES['supervise_ntu' if args.dataset.startswith('ntu') else 'supervise']
+    else:
+        ckpt = load_checkpoint(args.model_path)
+        opts = ckpt['args']
+        for key in ('dataset', 'hidden_units', 'lstm_layer', 'selected_frames'):
+            if key in cli and cli[key] != opts[key]:
+                raise CheckpointError(f"{args.model_path}: checkpoint has {key}={opts[key]}, "
+                                      f"but --{key} {cli[key]} was asked for")
+        opts = {**opts, **cli}
+        opts['encoder'] = load_encoder(ckpt, args.model_path)
+        schedule = (SCHEDULES['eval'] if args.mode == 'eval' else
+                    next(s for limit, s in SEMI_SCHEDULES if args.semi_rate <= limit))
+    for key, value in zip(('learning_rate', 'epochs', 'lr_decay_epochs'), schedule):
+        opts[key] = cli.get(key, value)
+    if args.mode == 'eval':
+        opts.update(lin_learning_rate=opts['learning_rate'], lin_epochs=opts['epochs'],
+                    lin_lr_decay_epochs=opts['lr_decay_epochs'], lin_batch_size=opts['batch_size'])
+    return opts
+
+
+def main(args):
+    start = time.time()
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    opts = resolve_options(args)
+    encoder = opts.pop('encoder', None)
+    splits = load_splits(opts)
+    if opts['batch_size'] > len(splits[0][1]):
+        raise DataError(f"--batch_size {opts['batch_size']} is larger than the {len(splits[0][1])} training samples")
+    out = make_out_dir(args.out_dir, f"{opts['dataset']}-{args.mode}")
+    log = RunLog(out, args.quiet)
+    write_json(opts, out / 'args.json')
+    log(f"{args.mode} on {opts['dataset']}: {len(splits[0][1])} train / {len(splits[1][1])} test samples, "
+        f"device {device}, output {out}")
+    if args.mode == 'supervise':
+        result = run_supervise(splits, opts, device, log)
+    elif args.mode == 'semi':
+        result = run_semi(encoder.to(device), splits, opts, device, log, out)
+    else:
+        result = linear_evaluation(encoder.to(device), splits, opts, device, log)
+    result = dict(dataset=opts['dataset'], mode=args.mode, **result, epochs=opts['epochs'], seed=args.seed,
+                  seconds=round(time.time() - start, 2), model_path=args.model_path)
+    write_json(result, out / 'results.json')
+    log(f"{opts['dataset']} {args.mode}: top1 {result['top1']:.2f} (best {result['top1_best']:.2f} @ epoch "
+        f"{result['best_epoch']}, last {result['top1_last']:.2f}) top5 {result['top5']:.2f} -> {out / 'results.json'}",
+        always=True)
+    return result
+
+
+if __name__ == '__main__':
+    try:
+        main(parse_option_lin_eval())
+    except (DataError, CheckpointError) as err:
+        sys.exit(f"error: {err}")

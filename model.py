@@ -1,0 +1,125 @@
+"""AS-CAL model: LSTM encoder, momentum contrast (query/key encoders + queue), classifiers.
+
+Rao et al., "Augmented Skeleton Based Contrastive Action Learning with Momentum LSTM for
+Unsupervised Action Recognition", Information Sciences 569 (2021). Shapes follow SPEC §1.2, §3.
+"""
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+POOLINGS = ('mean', 'masked_mean', 'last', 'sum')
+
+
+class LSTMEncoder(nn.Module):
+    """Unidirectional LSTM over flattened skeleton frames, pooled over time into the CAE.
+
+    Input (N, C, T, V, M) -> LSTM input (T, N, C*V*M) with feature index c*V*M + v*M + m.
+    Output (N, hidden_size): `mean` of all T outputs (official, padded frames included),
+    `masked_mean` (only frames that are not all-zero padding), `last` or `sum`.
+    The LSTM keeps the official attribute name `bi_lstm` so state-dict keys match.
+    """
+
+    def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean'):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.input_size, self.hidden_size, self.pooling = input_size, hidden_size, pooling
+        self.bi_lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers)
+
+    def forward(self, x):
+        n, c, t, v, m = x.shape
+        if c * v * m != self.input_size:
+            raise ValueError(f"encoder expects C*V*M = {self.input_size}, got input of shape {tuple(x.shape)}")
+        seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, c * v * m)  # (T, N, C*V*M)
+        out, _ = self.bi_lstm(seq)  # (T, N, H)
+        if self.pooling == 'mean':
+            return out.mean(0)
+        if self.pooling == 'sum':
+            return out.sum(0)
+        if self.pooling == 'last':
+            return out[-1]
+        mask = (seq != 0).any(-1, keepdim=True).to(out.dtype)  # (T, N, 1): real frames
+        return (out * mask).sum(0) / mask.sum(0).clamp(min=1)
+
+
+class MomentumContrast(nn.Module):
+    """MoCo-style contrast with a momentum (EMA) key encoder and a queue of negative keys.
+
+    encoder_q: trained by SGD. encoder_k: a copy, updated only by `momentum_update`
+    (theta_k <- alpha theta_k + (1 - alpha) theta_q, alpha=0.999). queue: (K, D) buffer initialised
+    U(-s, s), s = 1/sqrt(D/3); queue_ptr: next row to overwrite (wraps, any batch size).
+    temperature 0.06. `l2norm` normalises q, k (and hence the queue); the official code does not.
+    """
+
+    def __init__(self, encoder, dim, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False):
+        super().__init__()
+        self.temperature, self.alpha, self.l2norm = temperature, alpha, l2norm
+        self.encoder_q = encoder
+        self.encoder_k = copy.deepcopy(encoder)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)
+        bound = 1 / math.sqrt(dim / 3)
+        self.register_buffer('queue', torch.rand(queue_size, dim).mul_(2 * bound).add_(-bound))
+        self.register_buffer('queue_ptr', torch.zeros((), dtype=torch.long))
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.encoder_k.eval()  # keys are always computed in eval mode
+        return self
+
+    @torch.no_grad()
+    def momentum_update(self):
+        """theta_k <- alpha theta_k + (1 - alpha) theta_q, one fused update over all tensors."""
+        k_params = list(self.encoder_k.parameters())
+        torch._foreach_mul_(k_params, self.alpha)
+        torch._foreach_add_(k_params, list(self.encoder_q.parameters()), alpha=1 - self.alpha)
+
+    @torch.no_grad()
+    def _enqueue(self, keys):
+        """Write keys (B, D) at rows (ptr + arange(B)) mod K and advance ptr."""
+        k = self.queue.shape[0]
+        rows = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % k
+        self.queue[rows] = keys.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % k)
+
+    def forward(self, x_q, x_k):
+        """Views (N, C, T, V, M) x2 -> logits (N, 1+K) / temperature, labels (N,) all 0 (positive first)."""
+        q = self.encoder_q(x_q)  # (N, D)
+        with torch.no_grad():
+            k = self.encoder_k(x_k)  # (N, D)
+        if self.l2norm:
+            q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        l_pos = (q * k).sum(1, keepdim=True)  # (N, 1)
+        l_neg = q @ self.queue.clone().t()  # (N, K), snapshot before this batch is enqueued
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        self._enqueue(k)
+        return logits, labels
+
+
+class LinearClassifier(nn.Module):
+    """Linear head on frozen CAE features (N, D) -> (N, classes); weight N(0, 0.01^2), bias 0."""
+
+    def __init__(self, dim, classes):
+        super().__init__()
+        self.classifier = nn.Linear(dim, classes)
+        self.classifier.weight.data.normal_(0, 0.01)
+        self.classifier.bias.data.zero_()
+
+    def forward(self, features):
+        return self.classifier(features)
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder + linear layer (PyTorch default init), trained end to end: (N, C, T, V, M) -> (N, classes)."""
+
+    def __init__(self, encoder, classes):
+        super().__init__()
+        self.encoder = encoder
+        self.classifier = nn.Linear(encoder.hidden_size, classes)
+
+    def forward(self, x):
+        return self.classifier(self.encoder(x))

@@ -1,0 +1,186 @@
+"""Pretrain AS-CAL (momentum-LSTM contrastive learning, SPEC §3-4), then evaluate it linearly.
+
+    python pretrain_and_linEval.py                      # SBU fold 0, the official settings
+    python pretrain_and_linEval.py --dataset ucla --test_view 3
+    python pretrain_and_linEval.py --dataset ntu60_xsub --device cuda
+
+Defaults are the official values; per-dataset values come from dataset.PRESETS and lose to
+anything given on the command line. `--corrected` turns on every fix of an official oddity.
+"""
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import augment
+from data import DataError
+from dataset import PRESETS, SkeletonDataset
+from linEval import (CheckpointError, RunLog, adjust_learning_rate, build_encoder, data_options,
+                     linear_evaluation, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
+                     milestones, resolve_device, save_checkpoint, set_seed, write_json)
+from model import MomentumContrast
+
+CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
+
+
+class TrainingDiverged(RuntimeError):
+    """The contrastive loss became NaN or inf."""
+
+
+def per_dataset(key):
+    return 'per-dataset default: ' + ', '.join(f'{k} {v[key]}' for k, v in PRESETS.items())
+
+
+def parse_option(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--dataset', choices=sorted(PRESETS), default='sbu')
+    preset = PRESETS[pre.parse_known_args(argv)[0].dataset]
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data_options(parser)
+    group = parser.add_argument_group('model')
+    group.add_argument('--hidden_units', type=int, help=per_dataset('hidden_units'))
+    group.add_argument('--lstm_layer', type=int, help=per_dataset('lstm_layer'))
+    group.add_argument('--selected_frames', type=int, help='first frames kept; ' + per_dataset('frames'))
+    group.add_argument('--masked_mean', action='store_true', help='corrected: CAE averages real frames only')
+    group = parser.add_argument_group('contrast')
+    group.add_argument('--nce_k', type=int, help='queue size; ' + per_dataset('nce_k'))
+    group.add_argument('--nce_t', type=float, default=0.06, help='temperature')
+    group.add_argument('--alpha', type=float, default=0.999, help='key-encoder momentum')
+    group.add_argument('--l2norm', action='store_true', help='corrected: L2-normalise queries and keys')
+    group.add_argument('--aug1', default='subtract_randomFlip_shear', help=f'query-view chain from {list(augment.AUGMENTATIONS)}')
+    group.add_argument('--aug2', default='subtract_randomFlip_shear', help='key-view chain')
+    group = parser.add_argument_group('optimisation')
+    group.add_argument('--epochs', type=int, default=60, help='update epochs after the warm-up')
+    group.add_argument('--warmup_epochs', type=int, default=1, help='queue-only epochs, no update (official 1)')
+    group.add_argument('--batch_size', type=int, help=per_dataset('batch_size'))
+    group.add_argument('--learning_rate', type=float, default=0.01)
+    group.add_argument('--lr_decay_epochs', help='1-based epochs after which lr *= rate; ' + per_dataset('lr_decay_epochs'))
+    group.add_argument('--lr_decay_rate', type=float, default=0.1)
+    group.add_argument('--momentum', type=float, default=0.9)
+    group.add_argument('--weight_decay', type=float, default=1e-4)
+    group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
+    group.add_argument('--lin_epochs', type=int, default=90)
+    group.add_argument('--lin_learning_rate', type=float, default=1.0)
+    group.add_argument('--lin_lr_decay_epochs', default='15,35,60,75', help='decay rate 0.5')
+    group.add_argument('--lin_batch_size', type=int, default=32)
+    group.add_argument('--select', choices=['best', 'last'], default='best',
+                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
+    group.add_argument('--eval_final', action='store_true',
+                       help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')
+    group = parser.add_argument_group('run')
+    group.add_argument('--save_freq', type=int, default=10, help='keep ckpt_epoch_<e>.pth every N epochs')
+    group.add_argument('--resume', default='', help="checkpoint to continue from, or 'auto' for the newest in --out_dir")
+    group.add_argument('--deterministic', action='store_true', help="torch.use_deterministic_algorithms")
+    group.add_argument('--corrected', action='store_true', help='all corrected switches: ' + ', '.join(CORRECTED))
+    parser.set_defaults(dataset='sbu', selected_frames=preset['frames'],
+                        **{k: v for k, v in preset.items() if k not in ('source', 'joints', 'persons', 'classes', 'frames')})
+    args = parser.parse_args(argv)
+    if args.corrected:
+        for key, value in CORRECTED.items():
+            setattr(args, key, value)
+    return args
+
+
+def train_one_epoch(model, data, optimizer, device, update, step, desc, quiet):
+    """One contrastive epoch; with update=False (queue warm-up) only keys are enqueued.
+    Returns the mean loss, mean positive logit and contrastive top-1 %, and the new step count."""
+    model.train()
+    loss_sum, pos_sum, correct, seen = 0.0, 0.0, 0, 0
+    bar = tqdm(data, desc=desc, leave=False, disable=quiet)
+    for (x_q, x_k), _, _ in bar:
+        with torch.set_grad_enabled(update):
+            logits, labels = model(x_q.to(device, non_blocking=True), x_k.to(device, non_blocking=True))
+            loss = F.cross_entropy(logits, labels)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
+        if update:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            model.momentum_update()
+        step += 1
+        n = len(labels)
+        loss_sum += loss.item() * n
+        pos_sum += logits[:, 0].sum().item()
+        correct += (logits.argmax(1) == 0).sum().item()
+        seen += n
+        bar.set_postfix(loss=f'{loss.item():.3f}')
+    return dict(loss=loss_sum / seen, pos_logit=pos_sum / seen, contrast_top1=100 * correct / seen), step
+
+
+def resume_path(args, out):
+    if args.resume != 'auto':
+        return args.resume
+    return out / 'last.pth' if (out / 'last.pth').is_file() else ''
+
+
+def main(args):
+    start = time.time()
+    device = resolve_device(args.device)
+    set_seed(args.seed, args.deterministic)
+    opts = vars(args)
+    splits = load_splits(opts)
+    (train_x, train_y), _ = splits
+    if args.batch_size > len(train_y):
+        raise DataError(f"--batch_size {args.batch_size} is larger than the {len(train_y)} training samples")
+    out = make_out_dir(args.out_dir, args.dataset)
+    log = RunLog(out, args.quiet)
+    write_json(opts, out / 'args.json')
+    model = MomentumContrast(build_encoder(opts), args.hidden_units, args.nce_k, args.nce_t, args.alpha,
+                             args.l2norm).to(device)
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    start_epoch, step = 1, 0
+    path = resume_path(args, out)
+    if path:
+        ckpt = load_checkpoint(path)
+        if ckpt['args']['dataset'] != args.dataset or ckpt['args']['hidden_units'] != args.hidden_units:
+            raise CheckpointError(f"{path}: checkpoint of {ckpt['args']['dataset']} (hidden {ckpt['args']['hidden_units']}) "
+                                  f"cannot resume a {args.dataset} run (hidden {args.hidden_units})")
+        model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        torch.set_rng_state(ckpt['torch_rng'])
+        start_epoch, step = ckpt['epoch'] + 1, ckpt['step']
+        log(f"resumed from {path} after epoch {ckpt['epoch']}")
+    log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, output {out}")
+    views = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
+                             augment.build_transform(args.aug2, args.selected_frames))
+    train_set = SkeletonDataset(train_x, train_y, args.selected_frames, views, args.seed, args.dataset)
+    total = args.warmup_epochs + args.epochs
+    for epoch in range(start_epoch, total + 1):
+        lr = adjust_learning_rate(optimizer, epoch, args.learning_rate, milestones(args.lr_decay_epochs),
+                                  args.lr_decay_rate)
+        train_set.set_epoch(epoch)
+        data = loader(train_set, args.batch_size, True, args.seed * 1_000_003 + epoch, args.num_workers, device)
+        stats, step = train_one_epoch(model, data, optimizer, device, epoch > args.warmup_epochs, step,
+                                      f'pretrain {epoch}/{total}', args.quiet)
+        log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
+            f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
+        state = dict(args=opts, epoch=epoch, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                     torch_rng=torch.get_rng_state())
+        if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
+            save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
+        save_checkpoint(state, out / 'last.pth')
+    eval_path = out / f'ckpt_epoch_{total if args.eval_final else args.epochs}.pth'
+    log(f"linear evaluation of {eval_path}")
+    encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
+    result = linear_evaluation(encoder, splits, opts, device, log)
+    result = dict(dataset=args.dataset, mode='pretrain_and_linEval', **result, epochs=args.epochs,
+                  lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
+                  model_path=str(eval_path))
+    write_json(result, out / 'results.json')
+    log(f"{args.dataset} linear eval: top1 {result['top1']:.2f} (best {result['top1_best']:.2f} @ epoch "
+        f"{result['best_epoch']}, last {result['top1_last']:.2f}) top5 {result['top5']:.2f} -> {out / 'results.json'}",
+        always=True)
+    return result
+
+
+if __name__ == '__main__':
+    try:
+        main(parse_option())
+    except (DataError, CheckpointError, TrainingDiverged) as err:
+        sys.exit(f"error: {err}")
