@@ -1,0 +1,126 @@
+"""Encoder shapes, the momentum contrast (queue, logits, EMA) and the warm-up epoch."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dataset import PRESETS
+from linEval import adjust_learning_rate, milestones
+from model import LSTMEncoder, MomentumContrast
+from pretrain_and_linEval import train_one_epoch
+
+
+@pytest.mark.parametrize('dataset, input_size, params', [
+    ('ntu60_xsub', 150, 417_792), ('uwa3d', 45, 310_272), ('ucla', 60, 325_632), ('sbu', 90, 244_736)])
+def test_input_sizes_and_parameter_counts(dataset, input_size, params):
+    p = PRESETS[dataset]
+    assert 3 * p['joints'] * p['persons'] == input_size
+    encoder = LSTMEncoder(input_size, p['hidden_units'], p['lstm_layer'])
+    assert sum(t.numel() for t in encoder.parameters()) == params
+    out = encoder(torch.randn(2, 3, 7, p['joints'], p['persons']))
+    assert out.shape == (2, p['hidden_units'])
+
+
+class Recorder(nn.Module):
+    def forward(self, seq):
+        self.seq = seq
+        return seq, None
+
+
+def test_flatten_order_is_c_v_m():
+    encoder = LSTMEncoder(3 * 4 * 2, 8)
+    encoder.bi_lstm = Recorder()
+    x = torch.randn(2, 3, 5, 4, 2)
+    encoder(x)
+    n, c, t, v, m = 1, 2, 3, 1, 1
+    assert encoder.bi_lstm.seq[t, n, c * 4 * 2 + v * 2 + m] == x[n, c, t, v, m]
+
+
+def test_masked_mean_ignores_padded_frames():
+    encoder = LSTMEncoder(6, 4, pooling='masked_mean')
+    encoder.bi_lstm = Recorder()
+    x = torch.zeros(1, 3, 4, 2, 1)
+    x[0, :, :2] = 1.0
+    assert torch.allclose(encoder(x), torch.ones(1, 6))
+    encoder.pooling = 'mean'
+    assert torch.allclose(encoder(x), torch.full((1, 6), 0.5))
+
+
+def contrast(k=500, dim=16):
+    torch.manual_seed(0)
+    return MomentumContrast(LSTMEncoder(6, dim), dim, queue_size=k)
+
+
+def test_queue_init_bound_and_copy():
+    model = contrast()
+    assert model.queue.abs().max() <= 1 / (16 / 3) ** 0.5
+    assert all(torch.equal(a, b) for a, b in zip(model.encoder_q.parameters(), model.encoder_k.parameters()))
+    assert not any(p.requires_grad for p in model.encoder_k.parameters())
+
+
+def test_queue_pointer_wraps():
+    model = contrast(k=500)
+    for _ in range(16):
+        x = torch.randn(32, 3, 5, 2, 1)
+        model(x, x)
+    assert model.queue_ptr.item() == 512 % 500
+    with torch.no_grad():
+        last_keys = model.encoder_k(x)
+    # the 16th batch went to rows 480..499 and, wrapping, 0..11
+    assert torch.allclose(model.queue[480:500], last_keys[:20]) and torch.allclose(model.queue[:12], last_keys[20:])
+
+
+def test_logits_positive_first_and_batch_of_one():
+    model = contrast(k=50)
+    queue = model.queue.clone()
+    x_q, x_k = torch.randn(1, 3, 5, 2, 1), torch.randn(1, 3, 5, 2, 1)
+    logits, labels = model(x_q, x_k)
+    assert logits.shape == (1, 51) and labels.tolist() == [0]
+    q, k = model.encoder_q(x_q), model.encoder_k(x_k)
+    assert logits[0, 0].item() == pytest.approx((q * k).sum().item() / 0.06, rel=1e-5)
+    assert torch.allclose(logits[0, 1:], (q @ queue.t())[0] / 0.06, rtol=1e-5)
+    F.cross_entropy(logits, labels).backward()
+    assert model.encoder_q.bi_lstm.weight_ih_l0.grad is not None
+    assert model.encoder_k.bi_lstm.weight_ih_l0.grad is None
+
+
+def test_l2norm_bounds_logits():
+    model = MomentumContrast(LSTMEncoder(6, 16), 16, queue_size=20, l2norm=True)
+    model.queue.copy_(F.normalize(model.queue, dim=1))
+    logits, _ = model(torch.randn(4, 3, 5, 2, 1), torch.randn(4, 3, 5, 2, 1))
+    assert logits.abs().max() <= 1 / 0.06 + 1e-4
+
+
+def test_momentum_update_formula():
+    model = contrast()
+    with torch.no_grad():
+        for p in model.encoder_q.parameters():
+            p.add_(1.0)
+    q = [p.clone() for p in model.encoder_q.parameters()]
+    k = [p.clone() for p in model.encoder_k.parameters()]
+    model.momentum_update()
+    for new, old_k, old_q in zip(model.encoder_k.parameters(), k, q):
+        assert torch.allclose(new, 0.999 * old_k + 0.001 * old_q)
+
+
+def test_warmup_epoch_changes_no_query_weight_but_fills_queue():
+    model = contrast(k=40)
+    before = copy.deepcopy(model.state_dict())
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
+    batches = [((torch.randn(8, 3, 5, 2, 1), torch.randn(8, 3, 5, 2, 1)), None, None) for _ in range(5)]
+    train_one_epoch(model, batches, optimizer, torch.device('cpu'), False, 0, 'warm-up', True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(('encoder_q', 'encoder_k')))
+    assert not torch.equal(before['queue'], after['queue']) and after['queue_ptr'].item() == 0
+    train_one_epoch(model, batches, optimizer, torch.device('cpu'), True, 5, 'train', True)
+    assert not torch.equal(before['encoder_q.bi_lstm.weight_ih_l0'], model.state_dict()['encoder_q.bi_lstm.weight_ih_l0'])
+
+
+def test_learning_rate_tables():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0)
+    pre = [adjust_learning_rate(opt, e, 0.01, milestones('30,70,150'), 0.1) for e in (1, 30, 31, 61)]
+    assert pre == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    lin = [adjust_learning_rate(opt, e, 1.0, milestones('15,35,60,75'), 0.5) for e in (1, 15, 16, 36, 61, 76, 90)]
+    assert lin == [1, 1, 0.5, 0.25, 0.125, 0.0625, 0.0625]

@@ -1,0 +1,116 @@
+"""End to end on real SBU: pretrain, then linEval.py eval / semi / supervise; option handling; errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import linEval
+import pretrain_and_linEval as pretrain
+from conftest import ROOT
+from linEval import CheckpointError
+
+RESULT_KEYS = {'dataset', 'mode', 'top1', 'top5', 'top1_last', 'epochs', 'seed', 'seconds'}
+
+
+def test_command_line_beats_presets():
+    args = pretrain.parse_option([])
+    assert (args.dataset, args.hidden_units, args.lstm_layer, args.selected_frames, args.nce_k, args.fold) == \
+        ('sbu', 128, 2, 40, 200, 0)
+    args = pretrain.parse_option(['--dataset', 'ucla', '--hidden_units', '64', '--nce_k', '100', '--test_view', '3'])
+    assert (args.hidden_units, args.lstm_layer, args.selected_frames, args.nce_k, args.test_view) == (64, 1, 60, 100, 3)
+    args = pretrain.parse_option(['--dataset', 'ntu60_xsub', '--corrected'])
+    assert args.nce_k == 16384 and args.lr_decay_epochs == '30,70' and args.l2norm and args.select == 'last'
+
+
+@pytest.fixture(scope='module')
+def pretrained(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp('pretrain')
+    args = pretrain.parse_option(['--data_root', str(data_root), '--epochs', '2', '--lin_epochs', '3',
+                                  '--out_dir', str(out), '--quiet'])
+    return out, pretrain.main(args)
+
+
+def test_pretrain_writes_checkpoints_and_results(pretrained):
+    out, result = pretrained
+    assert {p.name for p in out.iterdir()} >= {'args.json', 'log.txt', 'results.json', 'last.pth',
+                                               'ckpt_epoch_2.pth', 'ckpt_epoch_3.pth'}
+    saved = json.loads((out / 'results.json').read_text())
+    assert RESULT_KEYS <= set(saved) and saved['top1'] == result['top1'] and 0 <= saved['top1'] <= 100
+    assert saved['model_path'].endswith('ckpt_epoch_2.pth')  # official: the epoch-`epochs` checkpoint
+    ckpt = torch.load(out / 'ckpt_epoch_3.pth', weights_only=True)
+    assert ckpt['epoch'] == 3 and ckpt['args']['dataset'] == 'sbu' and ckpt['model']['queue'].shape == (200, 128)
+    assert json.loads((out / 'args.json').read_text())['nce_k'] == 200
+
+
+@pytest.mark.parametrize('mode, extra', [('eval', []), ('semi', ['--semi_rate', '0.1', '--lin_epochs', '2']),
+                                         ('semi', ['--semi_rate', '0.4', '--semi_sampling', 'random',
+                                                   '--semi_stage2', 'subset', '--lin_epochs', '2'])])
+def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra):
+    out, _ = pretrained
+    args = linEval.parse_option_lin_eval(['--mode', mode, '--model_path', str(out / 'ckpt_epoch_2.pth'),
+                                          '--data_root', str(data_root), '--epochs', '2', '--out_dir',
+                                          str(tmp_path), '--quiet'] + extra)
+    result = linEval.main(args)
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert RESULT_KEYS <= set(saved) and saved['mode'] == mode and saved['top1'] == result['top1']
+    assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 128
+    if mode == 'semi':
+        assert saved['labelled'] == 8 * int(float(extra[1]) * 227 / 8)
+
+
+def test_supervise_from_scratch(data_root, tmp_path):
+    args = linEval.parse_option_lin_eval(['--mode', 'supervise', '--dataset', 'sbu', '--data_root', str(data_root),
+                                          '--epochs', '2', '--out_dir', str(tmp_path), '--quiet'])
+    result = linEval.main(args)
+    assert result['epochs'] == 2 and len(result['history']) == 2
+    assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 256  # official for supervise
+
+
+def test_semi_subset_sizes():
+    labels = np.repeat(np.arange(60), 40091 // 60 + 1)[:40091]
+    for rate, per_class in ((0.01, 6), (0.1, 66), (0.5, 334)):
+        chosen = linEval.semi_subset(labels, rate, 60, 'first', 0)
+        assert len(chosen) == 60 * per_class and np.array_equal(chosen[:per_class], np.arange(per_class))
+    random = linEval.semi_subset(labels, 0.1, 60, 'random', 0)
+    assert len(random) == 60 * 66 and not np.array_equal(random, linEval.semi_subset(labels, 0.1, 60, 'first', 0))
+    assert np.array_equal(random, linEval.semi_subset(labels, 0.1, 60, 'random', 0))
+
+
+def test_checkpoint_of_another_dataset_or_size(pretrained, data_root):
+    out, _ = pretrained
+    path = str(out / 'ckpt_epoch_2.pth')
+    with pytest.raises(CheckpointError, match='dataset=sbu, but --dataset ucla'):
+        linEval.main(linEval.parse_option_lin_eval(['--model_path', path, '--dataset', 'ucla']))
+    with pytest.raises(CheckpointError, match='hidden_units=128, but --hidden_units 256'):
+        linEval.main(linEval.parse_option_lin_eval(['--model_path', path, '--hidden_units', '256']))
+
+
+def run(script, *argv, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / script), *argv], capture_output=True, text=True, cwd=cwd)
+
+
+def test_truncated_checkpoint_exits_with_message(pretrained, tmp_path):
+    out, _ = pretrained
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes((out / 'ckpt_epoch_2.pth').read_bytes()[:5000])
+    proc = run('linEval.py', '--model_path', str(broken), '--out_dir', str(tmp_path / 'run'))
+    assert proc.returncode != 0 and f'error: {broken}: not a readable checkpoint' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'run' / 'results.json').exists()
+
+
+def test_missing_data_exits_with_one_message(tmp_path):
+    proc = run('pretrain_and_linEval.py', '--data_root', str(tmp_path / 'nowhere'), '--out_dir', str(tmp_path / 'run'))
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().count('\n') == 0 and 'sbu data not found' in proc.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_bad_options_exit_cleanly(data_root, tmp_path):
+    proc = run('linEval.py', '--mode', 'semi', '--model_path', 'x.pth', '--semi_rate', '1.5')
+    assert proc.returncode == 2 and '--semi_rate 1.5: must be in (0, 1]' in proc.stderr
+    proc = run('pretrain_and_linEval.py', '--data_root', str(data_root), '--batch_size', '500',
+               '--out_dir', str(tmp_path / 'run'))
+    assert proc.returncode != 0 and '--batch_size 500 is larger than the 227 training samples' in proc.stderr
