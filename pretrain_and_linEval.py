@@ -20,7 +20,8 @@ from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from linEval import (CheckpointError, RunLog, adjust_learning_rate, build_encoder, data_options,
                      linear_evaluation, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
-                     milestones, resolve_device, save_checkpoint, set_seed, write_json)
+                     milestones, resolve_device, rng_state, save_checkpoint, set_rng_state, set_seed,
+                     write_json)
 from model import MomentumContrast
 
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
@@ -112,10 +113,22 @@ def train_one_epoch(model, data, optimizer, device, update, step, desc, quiet):
     return dict(loss=loss_sum / seen, pos_logit=pos_sum / seen, contrast_top1=100 * correct / seen), step
 
 
-def resume_path(args, out):
+def resume_checkpoint(args, out):
+    """The checkpoint to continue from: --resume PATH, or with 'auto' the newest complete one in
+    out_dir (half-written files are *.partial and never considered); None to start fresh."""
+    if not args.resume:
+        return None, None
     if args.resume != 'auto':
-        return args.resume
-    return out / 'last.pth' if (out / 'last.pth').is_file() else ''
+        return load_checkpoint(args.resume), args.resume
+    newest = (None, None)
+    for path in [out / 'last.pth'] + sorted(out.glob('ckpt_epoch_*.pth')):
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError:
+            continue
+        if newest[0] is None or ckpt['epoch'] > newest[0]['epoch']:
+            newest = (ckpt, path)
+    return newest
 
 
 def main(args):
@@ -135,17 +148,19 @@ def main(args):
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     start_epoch, step = 1, 0
-    path = resume_path(args, out)
-    if path:
-        ckpt = load_checkpoint(path)
-        if ckpt['args']['dataset'] != args.dataset or ckpt['args']['hidden_units'] != args.hidden_units:
-            raise CheckpointError(f"{path}: checkpoint of {ckpt['args']['dataset']} (hidden {ckpt['args']['hidden_units']}) "
-                                  f"cannot resume a {args.dataset} run (hidden {args.hidden_units})")
+    ckpt, path = resume_checkpoint(args, out)
+    if ckpt is not None:
+        saved = ckpt['args']
+        if any(saved.get(k) != opts[k] for k in ('dataset', 'hidden_units', 'lstm_layer', 'nce_k')):
+            raise CheckpointError(f"{path}: checkpoint of {saved['dataset']} (hidden {saved['hidden_units']}, "
+                                  f"{saved['lstm_layer']} layers, queue {saved['nce_k']}) cannot resume this "
+                                  f"{args.dataset} run (hidden {args.hidden_units}, {args.lstm_layer} layers, "
+                                  f"queue {args.nce_k})")
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
-        torch.set_rng_state(ckpt['torch_rng'])
+        set_rng_state(ckpt['rng'])
         start_epoch, step = ckpt['epoch'] + 1, ckpt['step']
-        log(f"resumed from {path} after epoch {ckpt['epoch']}")
+        log(f"resumed from {path} after epoch {ckpt['epoch']} (step {step}); an interrupted epoch restarts")
     log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, output {out}")
     views = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
                              augment.build_transform(args.aug2, args.selected_frames))
@@ -156,12 +171,18 @@ def main(args):
                                   args.lr_decay_rate)
         train_set.set_epoch(epoch)
         data = loader(train_set, args.batch_size, True, args.seed * 1_000_003 + epoch, args.num_workers, device)
-        stats, step = train_one_epoch(model, data, optimizer, device, epoch > args.warmup_epochs, step,
-                                      f'pretrain {epoch}/{total}', args.quiet)
+        try:
+            stats, step = train_one_epoch(model, data, optimizer, device, epoch > args.warmup_epochs, step,
+                                          f'pretrain {epoch}/{total}', args.quiet)
+        except TrainingDiverged as err:
+            last = out / 'last.pth'
+            message = f"{err}; last good checkpoint: {last if last.is_file() else 'none'}"
+            log(message)
+            raise TrainingDiverged(message) from None
         log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
             f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
-        state = dict(args=opts, epoch=epoch, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                     torch_rng=torch.get_rng_state())
+        state = dict(args=opts, epoch=epoch, step=step, lr=lr, model=model.state_dict(),
+                     optimizer=optimizer.state_dict(), rng=rng_state())
         if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
             save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
         save_checkpoint(state, out / 'last.pth')

@@ -109,8 +109,20 @@ def test_missing_data_exits_with_one_message(tmp_path):
 
 
 def test_bad_options_exit_cleanly(data_root, tmp_path):
-    proc = run('linEval.py', '--mode', 'semi', '--model_path', 'x.pth', '--semi_rate', '1.5')
-    assert proc.returncode == 2 and '--semi_rate 1.5: must be in (0, 1]' in proc.stderr
+    for rate in ('1.5', '0'):
+        proc = run('linEval.py', '--mode', 'semi', '--model_path', 'x.pth', '--semi_rate', rate)
+        assert proc.returncode == 2 and f'--semi_rate {float(rate)}: must be in (0, 1]' in proc.stderr
     proc = run('pretrain_and_linEval.py', '--data_root', str(data_root), '--batch_size', '500',
                '--out_dir', str(tmp_path / 'run'))
     assert proc.returncode != 0 and '--batch_size 500 is larger than the 227 training samples' in proc.stderr
+
+
+def test_broken_data_file_through_the_command_line(data_root, tmp_path):
+    import shutil
+    shutil.copytree(data_root / 'sbu', tmp_path / 'sbu')
+    broken = tmp_path / 'sbu' / 'raw' / 's01s03' / '02' / '001' / 'skeleton_pos.txt'
+    broken.write_text(broken.read_text().replace(',', ';', 3))
+    proc = run('pretrain_and_linEval.py', '--data_root', str(tmp_path), '--out_dir', str(tmp_path / 'run'),
+               '--cache_dir', str(tmp_path / 'cache'))
+    assert proc.returncode != 0 and f'error: {broken}:1: expected 91' in proc.stderr and 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'run').exists()
