@@ -110,20 +110,21 @@ class Compose:
         return f"Compose(frames={self.frames}, {[f.__name__ for f in self.fns]})"
 
 
-def parse_chain(name):
+def parse_chain(name, registry=AUGMENTATIONS):
     """'subtract_randomFlip_shear' -> [center, reverse, shear]; 'None' -> []. 'subtract1' = 'subtract'."""
     if name in ('None', ''):
         return []
     fns = []
     for token in name.replace(',', '_').split('_'):
         token = token.rstrip('0123456789')  # the official eval chain is spelled 'subtract1'
-        if token not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {token!r} in {name!r}; known: {', '.join(AUGMENTATIONS)}")
-        fns.append(AUGMENTATIONS[token])
+        if token not in registry:
+            raise ValueError(f"unknown augmentation {token!r} in {name!r}; known: {', '.join(registry)}")
+        fns.append(registry[token])
     return fns
 
 
 def build_transform(name, frames):
+    """Per-sample numpy chain: (C, T, V, M) array, numpy Generator -> (C, frames, V, M)."""
     return Compose(parse_chain(name), frames)
 
 

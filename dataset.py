@@ -192,3 +192,25 @@ class SkeletonDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             x = self.transform(x, np.random.default_rng((self.seed, self.epoch, index)))
         return x, self.labels[index], index
+
+
+class IndexBatches:
+    """Index lists for one pass over n samples, reshuffled on every pass by a seeded generator.
+
+    Usable as a DataLoader `batch_sampler`; the cached-feature and recompute paths of linear
+    evaluation share it, so both see the same batches in the same order.
+    """
+
+    def __init__(self, n, batch_size, shuffle=True, seed=0):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        # a generator function: the order is drawn on the first next(), so an iterator that a
+        # DataLoader creates and drops unused (it does with workers) does not advance the generator
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        for idx in order.split(self.batch_size):
+            yield idx.tolist()
+
+    def __len__(self):
+        return -(-self.n // self.batch_size)

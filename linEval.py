@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 import augment
 from data import DataError
-from dataset import PRESETS, SkeletonDataset, load_split
-from model import EncoderClassifier, LinearClassifier, LSTMEncoder
+from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split
+from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder
 
 # Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
 SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
@@ -183,6 +183,14 @@ def data_options(parser):
     parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
 
 
+def protocol_options(group):
+    """How the reported accuracy is chosen and how frozen features are computed."""
+    group.add_argument('--select', choices=['best', 'last'], default='best',
+                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
+    group.add_argument('--lin_features', choices=['cache', 'recompute'], default='cache',
+                       help='linear evaluation: extract frozen features once, or on every epoch (official, slow)')
+
+
 def load_splits(opts):
     """(train, val) as (data, labels) pairs for a dict of resolved options."""
     return [load_split(opts['dataset'], opts['data_root'], split, opts.get('fold'), opts.get('test_view'),
@@ -191,15 +199,29 @@ def load_splits(opts):
 
 # ---------------------------------------------------------------- training and evaluation loops
 def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu')):
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                                       generator=torch.Generator().manual_seed(seed),
-                                       pin_memory=device.type == 'cuda')
+    """DataLoader over IndexBatches (seeded order); pinned memory when feeding a GPU."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=IndexBatches(len(dataset), batch_size, shuffle, seed),
+                                       num_workers=num_workers, pin_memory=device.type == 'cuda')
+
+
+class FeatureBatches:
+    """(features, labels) batches of cached tensors, in the order of IndexBatches(n, batch_size, shuffle, seed)."""
+
+    def __init__(self, features, labels, batch_size, shuffle, seed=0):
+        self.features, self.labels = features, labels
+        self.batches = IndexBatches(len(labels), batch_size, shuffle, seed)
+
+    def __iter__(self):
+        return ((self.features[idx], self.labels[idx]) for idx in map(torch.tensor, self.batches))
+
+    def __len__(self):
+        return len(self.batches)
 
 
 def train_one_epoch(model, data, optimizer, device, desc, quiet):
     """One pass over data (yielding x, y, ...): returns mean loss and top-1 % on the training batches."""
     model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     for batch in tqdm(data, desc=desc, leave=False, disable=quiet):
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         logits = model(x)
@@ -207,10 +229,10 @@ def train_one_epoch(model, data, optimizer, device, desc, quiet):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        loss_sum += loss.item() * len(y)
-        correct += accuracy(logits, y, (1,))[0]
+        loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
+        correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-    return loss_sum / seen, 100 * correct / seen
+    return loss_sum.item() / seen, 100 * correct.item() / seen
 
 
 @torch.no_grad()
@@ -253,30 +275,39 @@ def summarise(history, select):
 
 
 @torch.no_grad()
-def extract_features(encoder, dataset, device, batch_size=256):
-    """Frozen CAE features (N, D) and labels (N,) on the CPU; the evaluation transform is deterministic."""
+def extract_features(encoder, dataset, device, num_workers=0, batch_size=256):
+    """Frozen CAE features (N, D) and labels (N,) on the CPU, in dataset order."""
     encoder.eval()
     feats, labels = [], []
-    for x, y, _ in loader(dataset, batch_size, shuffle=False, device=device):
+    for x, y, _ in loader(dataset, batch_size, False, 0, num_workers, device):
         feats.append(encoder(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
 
 def linear_evaluation(encoder, splits, opts, device, log, classifier=None):
-    """Train a linear classifier on the frozen encoder's features, once extracted (SPEC §5.1).
+    """Train a linear classifier on the frozen encoder (SPEC §5.1). The evaluation transform is
+    deterministic, so features are extracted once (`lin_features='cache'`); 'recompute' runs the
+    encoder on every batch of every epoch as the official code does, with the same result.
 
     splits: ((train data, labels), (val data, labels)). Returns summarise() of the history.
     """
     frames, aug = opts['selected_frames'], eval_chain(opts)
     train, val = [SkeletonDataset(d, lab, frames, augment.build_transform(aug, frames), source=opts['dataset'])
                   for d, lab in splits]
-    train_f, val_f = (torch.utils.data.TensorDataset(*extract_features(encoder, s, device)) for s in (train, val))
-    classifier = classifier or LinearClassifier(encoder.hidden_size, PRESETS[opts['dataset']]['classes'])
+    classifier = (classifier or LinearClassifier(encoder.hidden_size, PRESETS[opts['dataset']]['classes'])).to(device)
+    batch, seed, workers = opts['lin_batch_size'], opts['seed'], opts.get('num_workers') or 0
+    if opts.get('lin_features', 'cache') == 'cache':
+        (train_x, train_y), (val_x, val_y) = (extract_features(encoder, s, device, workers) for s in (train, val))
+        model = classifier
+        train_batches = FeatureBatches(train_x.to(device), train_y.to(device), batch, True, seed)
+        val_batches = FeatureBatches(val_x.to(device), val_y.to(device), 1024, False)
+    else:
+        model = FrozenEncoderClassifier(encoder, classifier)
+        train_batches, val_batches = loader(train, batch, True, seed, workers, device), loader(val, 1024, False, 0, workers, device)
     schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
-    history, _ = fit(classifier.to(device), classifier.parameters(),
-                     loader(train_f, opts['lin_batch_size'], True, opts['seed']), loader(val_f, 1024, False),
-                     schedule, device, log, 'linear', opts.get('quiet', False))
+    history, _ = fit(model, classifier.parameters(), train_batches, val_batches, schedule, device, log, 'linear',
+                     opts.get('quiet', False))
     return dict(summarise(history, opts['select']), history=history)
 
 
@@ -359,8 +390,7 @@ def parse_option_lin_eval(argv=None):
     group.add_argument('--selected_frames', type=int, default=None)
     group.add_argument('--masked_mean', action='store_true', help='corrected: pool only over real frames')
     group = parser.add_argument_group('protocol')
-    group.add_argument('--select', choices=['best', 'last'], default='best',
-                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
+    protocol_options(group)
     group.add_argument('--semi_rate', type=float, default=0.01, help='labelled fraction in (0, 1]')
     group.add_argument('--semi_sampling', choices=['first', 'random'], default='first',
                        help='first k per class in file order (official) or random stratified by --seed')

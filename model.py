@@ -123,3 +123,20 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.encoder(x))
+
+
+class FrozenEncoderClassifier(nn.Module):
+    """A frozen encoder (eval mode, no gradients) under a trainable classifier: (N, C, T, V, M) -> (N, classes).
+
+    The recompute-every-epoch linear evaluation of the official code; cached features give the same result.
+    """
+
+    def __init__(self, encoder, classifier):
+        super().__init__()
+        self.encoder, self.classifier = encoder, classifier
+
+    def forward(self, x):
+        self.encoder.eval()
+        with torch.no_grad():
+            features = self.encoder(x)
+        return self.classifier(features)

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import augment
+import augment_batch
 from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from linEval import (CheckpointError, RunLog, adjust_learning_rate, build_encoder, data_options,
                      linear_evaluation, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
-                     milestones, resolve_device, rng_state, save_checkpoint, set_rng_state, set_seed,
-                     write_json)
+                     milestones, protocol_options, resolve_device, rng_state, save_checkpoint, set_rng_state,
+                     set_seed, write_json)
 from model import MomentumContrast
 
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
@@ -54,6 +55,9 @@ def parse_option(argv=None):
     group.add_argument('--l2norm', action='store_true', help='corrected: L2-normalise queries and keys')
     group.add_argument('--aug1', default='subtract_randomFlip_shear', help=f'query-view chain from {list(augment.AUGMENTATIONS)}')
     group.add_argument('--aug2', default='subtract_randomFlip_shear', help='key-view chain')
+    group.add_argument('--aug_backend', choices=['torch', 'numpy'], default='torch',
+                       help='torch: whole batches on the training device (fast); numpy: per sample in the '
+                            'DataLoader (reference); same distributions')
     group = parser.add_argument_group('optimisation')
     group.add_argument('--epochs', type=int, default=60, help='update epochs after the warm-up')
     group.add_argument('--warmup_epochs', type=int, default=1, help='queue-only epochs, no update (official 1)')
@@ -63,13 +67,14 @@ def parse_option(argv=None):
     group.add_argument('--lr_decay_rate', type=float, default=0.1)
     group.add_argument('--momentum', type=float, default=0.9)
     group.add_argument('--weight_decay', type=float, default=1e-4)
+    group.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
+                       help='autocast the pretraining forward pass (fp16 with gradient scaling)')
     group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
     group.add_argument('--lin_epochs', type=int, default=90)
     group.add_argument('--lin_learning_rate', type=float, default=1.0)
     group.add_argument('--lin_lr_decay_epochs', default='15,35,60,75', help='decay rate 0.5')
     group.add_argument('--lin_batch_size', type=int, default=32)
-    group.add_argument('--select', choices=['best', 'last'], default='best',
-                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
+    protocol_options(group)
     group.add_argument('--eval_final', action='store_true',
                        help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')
     group = parser.add_argument_group('run')
@@ -86,22 +91,44 @@ def parse_option(argv=None):
     return args
 
 
-def train_one_epoch(model, data, optimizer, device, update, step, desc, quiet):
+class Views:
+    """Batch from the DataLoader -> (query, key) views on the device. With the numpy backend the
+    DataLoader already made them per sample; with torch they are drawn here for the whole batch
+    from a generator on the device, seeded per epoch."""
+
+    def __init__(self, args, device):
+        self.device, self.backend = device, args.aug_backend
+        self.views = augment.TwoViews(*(augment_batch.build_batch_transform(a, args.selected_frames)
+                                        for a in (args.aug1, args.aug2)))
+        self.generator = torch.Generator(device)
+
+    def set_epoch(self, seed):
+        self.generator.manual_seed(seed)
+
+    def __call__(self, x):
+        if self.backend == 'numpy':
+            return tuple(v.to(self.device, non_blocking=True) for v in x)
+        return self.views(x.to(self.device, non_blocking=True), self.generator)
+
+
+def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, desc, quiet):
     """One contrastive epoch; with update=False (queue warm-up) only keys are enqueued.
     Returns the mean loss, mean positive logit and contrastive top-1 %, and the new step count."""
     model.train()
     loss_sum, pos_sum, correct, seen = 0.0, 0.0, 0, 0
     bar = tqdm(data, desc=desc, leave=False, disable=quiet)
-    for (x_q, x_k), _, _ in bar:
-        with torch.set_grad_enabled(update):
-            logits, labels = model(x_q.to(device, non_blocking=True), x_k.to(device, non_blocking=True))
-            loss = F.cross_entropy(logits, labels)
+    for x, _, _ in bar:
+        x_q, x_k = views(x)
+        with torch.set_grad_enabled(update), torch.autocast(x_q.device.type, amp or torch.float32, enabled=amp is not None):
+            logits, labels = model(x_q, x_k)
+            loss = F.cross_entropy(logits.float(), labels)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         if update:
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             model.momentum_update()
         step += 1
         n = len(labels)
@@ -131,6 +158,65 @@ def resume_checkpoint(args, out):
     return newest
 
 
+def restore(args, out, model, optimizer, scaler, log):
+    """Load --resume state into model/optimizer/scaler/RNGs; returns (first epoch to run, step)."""
+    ckpt, path = resume_checkpoint(args, out)
+    if ckpt is None:
+        return 1, 0
+    saved = ckpt['args']
+    if any(saved.get(k) != getattr(args, k) for k in ('dataset', 'hidden_units', 'lstm_layer', 'nce_k')):
+        raise CheckpointError(f"{path}: checkpoint of {saved['dataset']} (hidden {saved['hidden_units']}, "
+                              f"{saved['lstm_layer']} layers, queue {saved['nce_k']}) cannot resume this "
+                              f"{args.dataset} run (hidden {args.hidden_units}, {args.lstm_layer} layers, "
+                              f"queue {args.nce_k})")
+    model.load_state_dict(ckpt['model'])
+    optimizer.load_state_dict(ckpt['optimizer'])
+    scaler.load_state_dict(ckpt['scaler'])
+    set_rng_state(ckpt['rng'])
+    log(f"resumed from {path} after epoch {ckpt['epoch']} (step {ckpt['step']}); an interrupted epoch restarts")
+    return ckpt['epoch'] + 1, ckpt['step']
+
+
+def pretrain(args, train_x, train_y, device, out, log):
+    """Epochs 1..warmup_epochs+epochs with checkpoints; returns nothing, the checkpoints are the result."""
+    model = MomentumContrast(build_encoder(vars(args)), args.hidden_units, args.nce_k, args.nce_t, args.alpha,
+                             args.l2norm).to(device)
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+    amp = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
+    start_epoch, step = restore(args, out, model, optimizer, scaler, log)
+    log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, output {out}")
+    per_sample = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
+                                  augment.build_transform(args.aug2, args.selected_frames))
+    train_set = SkeletonDataset(train_x, train_y, args.selected_frames,
+                                per_sample if args.aug_backend == 'numpy' else None, args.seed, args.dataset)
+    views = Views(args, device)
+    total = args.warmup_epochs + args.epochs
+    for epoch in range(start_epoch, total + 1):
+        lr = adjust_learning_rate(optimizer, epoch, args.learning_rate, milestones(args.lr_decay_epochs),
+                                  args.lr_decay_rate)
+        epoch_seed = args.seed * 1_000_003 + epoch
+        train_set.set_epoch(epoch)
+        views.set_epoch(epoch_seed)
+        data = loader(train_set, args.batch_size, True, epoch_seed, args.num_workers, device)
+        try:
+            stats, step = train_one_epoch(model, data, views, optimizer, scaler, amp, epoch > args.warmup_epochs,
+                                          step, f'pretrain {epoch}/{total}', args.quiet)
+        except TrainingDiverged as err:
+            last = out / 'last.pth'
+            message = f"{err}; last good checkpoint: {last if last.is_file() else 'none'}"
+            log(message)
+            raise TrainingDiverged(message) from None
+        log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
+            f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
+        state = dict(args=vars(args), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
+                     optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
+        if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
+            save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
+        save_checkpoint(state, out / 'last.pth')
+
+
 def main(args):
     start = time.time()
     device = resolve_device(args.device)
@@ -143,50 +229,8 @@ def main(args):
     out = make_out_dir(args.out_dir, args.dataset)
     log = RunLog(out, args.quiet)
     write_json(opts, out / 'args.json')
-    model = MomentumContrast(build_encoder(opts), args.hidden_units, args.nce_k, args.nce_t, args.alpha,
-                             args.l2norm).to(device)
-    optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
-    start_epoch, step = 1, 0
-    ckpt, path = resume_checkpoint(args, out)
-    if ckpt is not None:
-        saved = ckpt['args']
-        if any(saved.get(k) != opts[k] for k in ('dataset', 'hidden_units', 'lstm_layer', 'nce_k')):
-            raise CheckpointError(f"{path}: checkpoint of {saved['dataset']} (hidden {saved['hidden_units']}, "
-                                  f"{saved['lstm_layer']} layers, queue {saved['nce_k']}) cannot resume this "
-                                  f"{args.dataset} run (hidden {args.hidden_units}, {args.lstm_layer} layers, "
-                                  f"queue {args.nce_k})")
-        model.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
-        set_rng_state(ckpt['rng'])
-        start_epoch, step = ckpt['epoch'] + 1, ckpt['step']
-        log(f"resumed from {path} after epoch {ckpt['epoch']} (step {step}); an interrupted epoch restarts")
-    log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, output {out}")
-    views = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
-                             augment.build_transform(args.aug2, args.selected_frames))
-    train_set = SkeletonDataset(train_x, train_y, args.selected_frames, views, args.seed, args.dataset)
-    total = args.warmup_epochs + args.epochs
-    for epoch in range(start_epoch, total + 1):
-        lr = adjust_learning_rate(optimizer, epoch, args.learning_rate, milestones(args.lr_decay_epochs),
-                                  args.lr_decay_rate)
-        train_set.set_epoch(epoch)
-        data = loader(train_set, args.batch_size, True, args.seed * 1_000_003 + epoch, args.num_workers, device)
-        try:
-            stats, step = train_one_epoch(model, data, optimizer, device, epoch > args.warmup_epochs, step,
-                                          f'pretrain {epoch}/{total}', args.quiet)
-        except TrainingDiverged as err:
-            last = out / 'last.pth'
-            message = f"{err}; last good checkpoint: {last if last.is_file() else 'none'}"
-            log(message)
-            raise TrainingDiverged(message) from None
-        log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
-            f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
-        state = dict(args=opts, epoch=epoch, step=step, lr=lr, model=model.state_dict(),
-                     optimizer=optimizer.state_dict(), rng=rng_state())
-        if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
-            save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
-        save_checkpoint(state, out / 'last.pth')
-    eval_path = out / f'ckpt_epoch_{total if args.eval_final else args.epochs}.pth'
+    pretrain(args, train_x, train_y, device, out, log)
+    eval_path = out / f'ckpt_epoch_{args.warmup_epochs + args.epochs if args.eval_final else args.epochs}.pth'
     log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
     result = linear_evaluation(encoder, splits, opts, device, log)

@@ -110,11 +110,12 @@ def test_warmup_epoch_changes_no_query_weight_but_fills_queue():
     before = copy.deepcopy(model.state_dict())
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
     batches = [((torch.randn(8, 3, 5, 2, 1), torch.randn(8, 3, 5, 2, 1)), None, None) for _ in range(5)]
-    train_one_epoch(model, batches, optimizer, torch.device('cpu'), False, 0, 'warm-up', True)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    train_one_epoch(model, batches, lambda views: views, optimizer, scaler, None, False, 0, 'warm-up', True)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(('encoder_q', 'encoder_k')))
     assert not torch.equal(before['queue'], after['queue']) and after['queue_ptr'].item() == 0
-    train_one_epoch(model, batches, optimizer, torch.device('cpu'), True, 5, 'train', True)
+    train_one_epoch(model, batches, lambda views: views, optimizer, scaler, None, True, 5, 'train', True)
     assert not torch.equal(before['encoder_q.bi_lstm.weight_ih_l0'], model.state_dict()['encoder_q.bi_lstm.weight_ih_l0'])
 
 
