@@ -205,12 +205,14 @@ class IndexBatches:
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __iter__(self):
-        # a generator function: the order is drawn on the first next(), so an iterator that a
-        # DataLoader creates and drops unused (it does with workers) does not advance the generator
+    def tensors(self):
+        """One pass as index tensors. A generator function: the order is drawn on the first next(),
+        so an iterator that a DataLoader creates and drops unused (it does with workers) draws nothing."""
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        for idx in order.split(self.batch_size):
-            yield idx.tolist()
+        yield from order.split(self.batch_size)
+
+    def __iter__(self):
+        return (idx.tolist() for idx in self.tensors())
 
     def __len__(self):
         return -(-self.n // self.batch_size)

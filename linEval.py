@@ -1,8 +1,9 @@
-"""Evaluate AS-CAL encoders (SPEC §5): linear, semi-supervised, or supervised from scratch.
+"""Evaluate AS-CAL encoders (SPEC §5): linear, semi-supervised, supervised from scratch, or KNN.
 
     python linEval.py --mode eval --model_path runs/sbu-.../ckpt_epoch_60.pth
     python linEval.py --mode semi --semi_rate 0.1 --model_path runs/sbu-.../ckpt_epoch_60.pth
     python linEval.py --mode supervise --dataset sbu
+    python linEval.py --mode knn --model_path runs/sbu-.../ckpt_epoch_60.pth --knn_k 1
 
 Everything the checkpoint knows (dataset, sizes, frames, augmentation) is read from it.
 The helpers here (seeding, checkpoints, lr schedule, accuracy, logging) are shared with
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.neighbors import KNeighborsClassifier
 from tqdm import tqdm
 
 import augment
@@ -189,6 +191,7 @@ def protocol_options(group):
                        help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
     group.add_argument('--lin_features', choices=['cache', 'recompute'], default='cache',
                        help='linear evaluation: extract frozen features once, or on every epoch (official, slow)')
+    group.add_argument('--knn_k', type=int, default=1, help='neighbours of the cosine KNN evaluation')
 
 
 def load_splits(opts):
@@ -212,7 +215,7 @@ class FeatureBatches:
         self.batches = IndexBatches(len(labels), batch_size, shuffle, seed)
 
     def __iter__(self):
-        return ((self.features[idx], self.labels[idx]) for idx in map(torch.tensor, self.batches))
+        return ((self.features[idx], self.labels[idx]) for idx in self.batches.tensors())
 
     def __len__(self):
         return len(self.batches)
@@ -285,24 +288,35 @@ def extract_features(encoder, dataset, device, num_workers=0, batch_size=256):
     return torch.cat(feats), torch.cat(labels)
 
 
-def linear_evaluation(encoder, splits, opts, device, log, classifier=None):
+def eval_datasets(splits, opts):
+    """Train and val SkeletonDatasets with the deterministic evaluation transform."""
+    frames, aug = opts['selected_frames'], eval_chain(opts)
+    return [SkeletonDataset(d, lab, frames, augment.build_transform(aug, frames), source=opts['dataset'])
+            for d, lab in splits]
+
+
+def frozen_features(encoder, splits, opts, device):
+    """[(train features (N, D), labels), (val features, labels)] of the frozen encoder, extracted once."""
+    return [extract_features(encoder, s, device, opts.get('num_workers') or 0) for s in eval_datasets(splits, opts)]
+
+
+def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None):
     """Train a linear classifier on the frozen encoder (SPEC §5.1). The evaluation transform is
-    deterministic, so features are extracted once (`lin_features='cache'`); 'recompute' runs the
-    encoder on every batch of every epoch as the official code does, with the same result.
+    deterministic, so features are extracted once (`lin_features='cache'`, or passed in as
+    `features`); 'recompute' runs the encoder on every batch of every epoch as the official code
+    does, with the same result.
 
     splits: ((train data, labels), (val data, labels)). Returns summarise() of the history.
     """
-    frames, aug = opts['selected_frames'], eval_chain(opts)
-    train, val = [SkeletonDataset(d, lab, frames, augment.build_transform(aug, frames), source=opts['dataset'])
-                  for d, lab in splits]
     classifier = (classifier or LinearClassifier(encoder.hidden_size, PRESETS[opts['dataset']]['classes'])).to(device)
     batch, seed, workers = opts['lin_batch_size'], opts['seed'], opts.get('num_workers') or 0
     if opts.get('lin_features', 'cache') == 'cache':
-        (train_x, train_y), (val_x, val_y) = (extract_features(encoder, s, device, workers) for s in (train, val))
+        (train_x, train_y), (val_x, val_y) = features or frozen_features(encoder, splits, opts, device)
         model = classifier
         train_batches = FeatureBatches(train_x.to(device), train_y.to(device), batch, True, seed)
         val_batches = FeatureBatches(val_x.to(device), val_y.to(device), 1024, False)
     else:
+        train, val = eval_datasets(splits, opts)
         model = FrozenEncoderClassifier(encoder, classifier)
         train_batches, val_batches = loader(train, batch, True, seed, workers, device), loader(val, 1024, False, 0, workers, device)
     schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
@@ -311,9 +325,24 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None):
     return dict(summarise(history, opts['select']), history=history)
 
 
+def evaluate_frozen(encoder, splits, opts, device, log):
+    """Linear evaluation and cosine-KNN top-1 of a frozen encoder, sharing one feature extraction."""
+    features = frozen_features(encoder, splits, opts, device)
+    result = linear_evaluation(encoder, splits, opts, device, log, features=features)
+    return dict(result, knn_top1=knn_top1(features, opts['knn_k']), knn_k=opts['knn_k'])
+
+
+def knn_top1(features, k):
+    """Top-1 % of a cosine k-nearest-neighbour vote (scikit-learn) of val features among train features."""
+    (train_x, train_y), (val_x, val_y) = features
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_y)), metric='cosine', algorithm='brute')
+    knn.fit(train_x.numpy(), train_y.numpy())
+    return float(100 * (knn.predict(val_x.numpy()) == val_y.numpy()).mean())
+
+
 def eval_chain(opts):
     """Evaluation transform: centring only ('subtract1'), or 'None' if pretraining used no augmentation."""
-    return 'None' if opts.get('aug', 'subtract') == 'None' else 'subtract'
+    return 'None' if opts.get('aug1', 'subtract') == 'None' else 'subtract'
 
 
 # ---------------------------------------------------------------- the three protocols
@@ -374,7 +403,9 @@ def run_supervise(splits, opts, device, log):
 def parse_option_lin_eval(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--mode', choices=['eval', 'semi', 'supervise'], default='eval')
+    parser.add_argument('--mode', choices=['eval', 'semi', 'supervise', 'knn'], default='eval',
+                        help='eval: linear (+ KNN); semi: fine-tune on a labelled fraction, then linear; '
+                             'supervise: train from scratch; knn: cosine k-nearest neighbours only')
     parser.add_argument('--model_path', default=None, help='pretraining checkpoint (eval and semi)')
     data_options(parser)
     group = parser.add_argument_group('optimisation (None = the official value for the mode, SPEC §5.2)')
@@ -397,7 +428,7 @@ def parse_option_lin_eval(argv=None):
     group.add_argument('--semi_stage2', choices=['full', 'subset'], default='full',
                        help='semi linear stage on all training labels (official) or the labelled subset')
     args = parser.parse_args(argv)
-    if args.mode in ('eval', 'semi') and not args.model_path:
+    if args.mode != 'supervise' and not args.model_path:
         parser.error(f"--mode {args.mode} needs --model_path")
     if args.mode == 'supervise' and not args.dataset:
         parser.error("--mode supervise needs --dataset")
@@ -424,11 +455,11 @@ def resolve_options(args):
                                       f"but --{key} {cli[key]} was asked for")
         opts = {**opts, **cli}
         opts['encoder'] = load_encoder(ckpt, args.model_path)
-        schedule = (SCHEDULES['eval'] if args.mode == 'eval' else
-                    next(s for limit, s in SEMI_SCHEDULES if args.semi_rate <= limit))
+        schedule = (next(s for limit, s in SEMI_SCHEDULES if args.semi_rate <= limit) if args.mode == 'semi'
+                    else SCHEDULES['eval'])
     for key, value in zip(('learning_rate', 'epochs', 'lr_decay_epochs'), schedule):
         opts[key] = cli.get(key, value)
-    if args.mode == 'eval':
+    if args.mode in ('eval', 'knn'):
         opts.update(lin_learning_rate=opts['learning_rate'], lin_epochs=opts['epochs'],
                     lin_lr_decay_epochs=opts['lr_decay_epochs'], lin_batch_size=opts['batch_size'])
     return opts
@@ -452,15 +483,28 @@ def main(args):
         result = run_supervise(splits, opts, device, log)
     elif args.mode == 'semi':
         result = run_semi(encoder.to(device), splits, opts, device, log, out)
+    elif args.mode == 'knn':
+        top1 = knn_top1(frozen_features(encoder.to(device), splits, opts, device), opts['knn_k'])
+        result = dict(top1=top1, top5=None, top1_best=top1, top1_last=top1, top5_last=None, knn_top1=top1,
+                      knn_k=opts['knn_k'])
     else:
-        result = linear_evaluation(encoder.to(device), splits, opts, device, log)
+        result = evaluate_frozen(encoder.to(device), splits, opts, device, log)
     result = dict(dataset=opts['dataset'], mode=args.mode, **result, epochs=opts['epochs'], seed=args.seed,
                   seconds=round(time.time() - start, 2), model_path=args.model_path)
     write_json(result, out / 'results.json')
-    log(f"{opts['dataset']} {args.mode}: top1 {result['top1']:.2f} (best {result['top1_best']:.2f} @ epoch "
-        f"{result['best_epoch']}, last {result['top1_last']:.2f}) top5 {result['top5']:.2f} -> {out / 'results.json'}",
-        always=True)
+    log(summary_line(f"{opts['dataset']} {args.mode}", result) + f" -> {out / 'results.json'}", always=True)
     return result
+
+
+def summary_line(name, result):
+    """One line: top-1 (and best/last, top-5, KNN where there are such)."""
+    line = f"{name}: top1 {result['top1']:.2f}"
+    if result.get('best_epoch') is not None:
+        line += (f" (best {result['top1_best']:.2f} @ epoch {result['best_epoch']}, last {result['top1_last']:.2f})"
+                 f" top5 {result['top5']:.2f}")
+    if result.get('knn_top1') is not None:
+        line += f" knn@{result['knn_k']} {result['knn_top1']:.2f}"
+    return line
 
 
 if __name__ == '__main__':

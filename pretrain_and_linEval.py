@@ -20,9 +20,9 @@ import augment_batch
 from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from linEval import (CheckpointError, RunLog, adjust_learning_rate, build_encoder, data_options,
-                     linear_evaluation, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
+                     evaluate_frozen, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
                      milestones, protocol_options, resolve_device, rng_state, save_checkpoint, set_rng_state,
-                     set_seed, write_json)
+                     set_seed, summary_line, write_json)
 from model import MomentumContrast
 
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
@@ -233,14 +233,12 @@ def main(args):
     eval_path = out / f'ckpt_epoch_{args.warmup_epochs + args.epochs if args.eval_final else args.epochs}.pth'
     log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
-    result = linear_evaluation(encoder, splits, opts, device, log)
+    result = evaluate_frozen(encoder, splits, opts, device, log)
     result = dict(dataset=args.dataset, mode='pretrain_and_linEval', **result, epochs=args.epochs,
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
                   model_path=str(eval_path))
     write_json(result, out / 'results.json')
-    log(f"{args.dataset} linear eval: top1 {result['top1']:.2f} (best {result['top1_best']:.2f} @ epoch "
-        f"{result['best_epoch']}, last {result['top1_last']:.2f}) top5 {result['top5']:.2f} -> {out / 'results.json'}",
-        always=True)
+    log(summary_line(f"{args.dataset} linear eval", result) + f" -> {out / 'results.json'}", always=True)
     return result
 
 

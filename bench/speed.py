@@ -4,7 +4,8 @@
 
 Pretraining: `--aug_backend numpy` (per-sample augmentation in the DataLoader, as the official
 code) against `--aug_backend torch` (whole batches on the device); sequences per second over the
-same update epochs, checkpointing included. Linear evaluation (90 epochs): recomputing the frozen
+same update epochs, checkpointing included; also the fast path under `--amp bf16` (not the
+default: it changes the arithmetic). Linear evaluation (90 epochs): recomputing the frozen
 features every epoch (official) against extracting them once. Also: how much anonymous memory
 (RAM not backed by the file) iterating an NTU-shaped memory-mapped array takes.
 Writes bench/results/speed-<device>.json (or --out). --quick: SBU only, fewer epochs.
@@ -46,9 +47,9 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_pretraining(dataset, backend, epochs, device, data_root, tmp):
+def time_pretraining(dataset, backend, epochs, device, data_root, tmp, amp='off'):
     args = pretrain.parse_option(['--dataset', dataset, '--data_root', data_root, '--aug_backend', backend,
-                                  '--epochs', str(epochs), '--warmup_epochs', '0', '--quiet',
+                                  '--epochs', str(epochs), '--warmup_epochs', '0', '--quiet', '--amp', amp,
                                   '--device', device.type, '--save_freq', '1000'])
     (train_x, train_y), _ = load_splits(vars(args))
     out = Path(tempfile.mkdtemp(dir=tmp))
@@ -114,11 +115,13 @@ def main():
             # alternate the two paths and keep each one's best of two runs
             ref = max(time_pretraining(name, 'numpy', epochs, device, args.data_root, tmp) for _ in range(2))
             fast = max(time_pretraining(name, 'torch', epochs, device, args.data_root, tmp) for _ in range(2))
+            bf16 = max(time_pretraining(name, 'torch', epochs, device, args.data_root, tmp, 'bf16') for _ in range(2))
             lin_ref, acc_ref = time_linear_eval(name, 'recompute', 90, device, args.data_root, tmp)
             lin_fast, acc_fast = time_linear_eval(name, 'cache', 90, device, args.data_root, tmp)
             report['datasets'][name] = dict(
                 pretrain_seq_per_s_reference=round(ref, 1), pretrain_seq_per_s_fast=round(fast, 1),
-                pretrain_speedup=round(fast / ref, 2), lineval_seconds_reference=round(lin_ref, 2),
+                pretrain_speedup=round(fast / ref, 2), pretrain_seq_per_s_fast_bf16=round(bf16, 1),
+                pretrain_speedup_bf16=round(bf16 / ref, 2), lineval_seconds_reference=round(lin_ref, 2),
                 lineval_seconds_fast=round(lin_fast, 2), lineval_speedup=round(lin_ref / lin_fast, 1),
                 lineval_top1_last_reference=round(acc_ref, 2), lineval_top1_last_fast=round(acc_fast, 2))
             print(name, report['datasets'][name], flush=True)

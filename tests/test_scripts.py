@@ -45,7 +45,7 @@ def test_pretrain_writes_checkpoints_and_results(pretrained):
     assert json.loads((out / 'args.json').read_text())['nce_k'] == 200
 
 
-@pytest.mark.parametrize('mode, extra', [('eval', []), ('semi', ['--semi_rate', '0.1', '--lin_epochs', '2']),
+@pytest.mark.parametrize('mode, extra', [('eval', []), ('knn', ['--knn_k', '3']), ('semi', ['--semi_rate', '0.1', '--lin_epochs', '2']),
                                          ('semi', ['--semi_rate', '0.4', '--semi_sampling', 'random',
                                                    '--semi_stage2', 'subset', '--lin_epochs', '2'])])
 def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra):
@@ -59,6 +59,8 @@ def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra
     assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 128
     if mode == 'semi':
         assert saved['labelled'] == 8 * int(float(extra[1]) * 227 / 8)
+    if mode in ('eval', 'knn'):
+        assert 0 <= saved['knn_top1'] <= 100 and saved['knn_k'] == (3 if mode == 'knn' else 1)
 
 
 def test_supervise_from_scratch(data_root, tmp_path):
@@ -126,3 +128,13 @@ def test_broken_data_file_through_the_command_line(data_root, tmp_path):
                '--cache_dir', str(tmp_path / 'cache'))
     assert proc.returncode != 0 and f'error: {broken}:1: expected 91' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'run').exists()
+
+
+def test_knn_separates_two_clusters():
+    rng = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[5.0, 0, 0], [0, 5.0, 0]])
+    labels = torch.arange(2).repeat_interleave(50)
+    features = [(centres[labels] + torch.randn(100, 3, generator=rng), labels) for _ in range(2)]
+    assert linEval.knn_top1(features, 5) == 100.0
+    shuffled = [(f, labels[torch.randperm(100, generator=rng)]) for f, _ in features]
+    assert linEval.knn_top1(shuffled, 5) < 80
