@@ -443,8 +443,8 @@ def resolve_options(args):
     cli = {k: v for k, v in vars(args).items() if v is not None}
     if args.mode == 'supervise':
         preset = PRESETS[args.dataset]
-        opts = dict(hidden_units=256, lstm_layer=1, selected_frames=150, fold=preset.get('fold'),
-                    test_view=preset.get('test_view'), num_workers=preset['num_workers'], **cli)
+        opts = {**dict(hidden_units=256, lstm_layer=1, selected_frames=150, fold=preset.get('fold'),
+                       test_view=preset.get('test_view'), num_workers=preset['num_workers']), **cli}
         schedule = SCHEDULES['supervise_ntu' if args.dataset.startswith('ntu') else 'supervise']
     else:
         ckpt = load_checkpoint(args.model_path)

@@ -65,10 +65,12 @@ def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra
 
 def test_supervise_from_scratch(data_root, tmp_path):
     args = linEval.parse_option_lin_eval(['--mode', 'supervise', '--dataset', 'sbu', '--data_root', str(data_root),
-                                          '--epochs', '2', '--out_dir', str(tmp_path), '--quiet'])
+                                          '--epochs', '2', '--fold', '1', '--out_dir', str(tmp_path), '--quiet'])
     result = linEval.main(args)
     assert result['epochs'] == 2 and len(result['history']) == 2
-    assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 256  # official for supervise
+    saved = json.loads((tmp_path / 'args.json').read_text())
+    assert saved['hidden_units'] == 256 and saved['fold'] == 1  # official architecture for supervise
+    assert 'supervise on sbu: 230 train / 52 test' in (tmp_path / 'log.txt').read_text()
 
 
 def test_semi_subset_sizes():
