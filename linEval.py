@@ -6,16 +6,11 @@
     python linEval.py --mode knn --model_path runs/sbu-.../ckpt_epoch_60.pth --knn_k 1
 
 Everything the checkpoint knows (dataset, sizes, frames, augmentation) is read from it.
-The helpers here (seeding, checkpoints, lr schedule, accuracy, logging) are shared with
-pretrain_and_linEval.py.
+The training/evaluation loops and the lr schedule here are shared with pretrain_and_linEval.py.
 """
 import argparse
-import json
-import os
-import random
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,52 +23,13 @@ import augment
 from data import DataError
 from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split
 from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder
+from runs import (CheckpointError, RunLog, common_options, config_defaults, load_checkpoint, make_out_dir,
+                  read_config, resolve_device, save_checkpoint, set_seed, write_json)
 
 # Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
 SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
              'supervise': (0.01, 200, '30,80')}
 SEMI_SCHEDULES = [(0.01, (0.01, 35, '15,30')), (0.1, (0.01, 15, '8')), (1.0, (0.01, 10, '7'))]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or does not fit the requested run."""
-
-
-# ---------------------------------------------------------------- helpers shared by both scripts
-def set_seed(seed, deterministic=False):
-    """Seed Python, numpy and torch (CUDA too); `deterministic` also turns on PyTorch's
-    deterministic algorithms (and the cuBLAS workspace setting they need)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = False
-
-
-def rng_state():
-    """Python, numpy and torch (CPU, CUDA) RNG states as plain values (weights_only-loadable)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(python=random.getstate(), numpy=[kind, keys.tolist(), pos, has_gauss, cached],
-                torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-
-
-def set_rng_state(state):
-    random.setstate(state['python'])
-    kind, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def resolve_device(name):
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but CUDA is not available")
-    return torch.device(name)
 
 
 def milestones(text):
@@ -95,58 +51,6 @@ def accuracy(logits, target, topk=(1, 5)):
     return [hit[:, :k].any(1).sum().item() for k in topk]
 
 
-def atomic_write(path, write):
-    """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + '.partial')
-    with open(tmp, 'wb') as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_checkpoint(state, path):
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
-def write_json(obj, path):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
-class RunLog:
-    """Plain lines to stdout and to <out_dir>/log.txt."""
-
-    def __init__(self, out_dir, quiet=False):
-        self.path, self.quiet = Path(out_dir) / 'log.txt', quiet
-
-    def __call__(self, message, always=False):
-        if always or not self.quiet:
-            tqdm.write(message)
-        with open(self.path, 'a') as f:
-            f.write(message + '\n')
-
-
-def make_out_dir(out_dir, name):
-    out = Path(out_dir or Path('runs') / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def load_checkpoint(path):
-    """torch.load with weights_only=True, turning every failure into one clear CheckpointError."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not saved by AS-CAL): "
-                              f"{str(err).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or not {'args', 'model'} <= set(ckpt):
-        raise CheckpointError(f"{path}: not an AS-CAL checkpoint (needs 'args' and 'model')")
-    return ckpt
-
-
 def build_encoder(opts):
     """LSTMEncoder for a dict of resolved options (dataset, hidden_units, lstm_layer, masked_mean)."""
     preset = PRESETS[opts['dataset']]
@@ -164,25 +68,6 @@ def load_encoder(ckpt, path):
         raise CheckpointError(f"{path}: encoder weights do not fit the options stored with it: "
                               f"{str(err).splitlines()[-1].strip()}") from None
     return encoder
-
-
-def data_options(parser):
-    """Options that say where the data is and which split/protocol to use."""
-    parser.add_argument('--dataset', choices=sorted(PRESETS), default=None, help='dataset and benchmark')
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
-                        help='folder laid out like data/README.md (default $ASCAL_DATA_ROOT or ./data)')
-    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
-                        help='where parsed SBU/N-UCLA text and json are cached (default $ASCAL_CACHE_DIR or ~/.cache/ascal)')
-    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (default 0); UWA3D fold 0-5 (default 5)')
-    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
-                        'the literature uses 3); UWA3D test view (default 2)')
-    parser.add_argument('--sbu_true_depth', action='store_true',
-                        help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
-    parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
-    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation (default 1)')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
-    parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
 
 
 def protocol_options(group):
@@ -326,10 +211,23 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
 
 
 def evaluate_frozen(encoder, splits, opts, device, log):
-    """Linear evaluation and cosine-KNN top-1 of a frozen encoder, sharing one feature extraction."""
+    """Linear evaluation and cosine-KNN top-1 of a frozen encoder, sharing one feature extraction.
+    Returns (results, features)."""
     features = frozen_features(encoder, splits, opts, device)
     result = linear_evaluation(encoder, splits, opts, device, log, features=features)
-    return dict(result, knn_top1=knn_top1(features, opts['knn_k']), knn_k=opts['knn_k'])
+    return dict(result, knn_top1=knn_top1(features, opts['knn_k']), knn_k=opts['knn_k']), features
+
+
+def write_plots(out, result, features, dataset, metrics_rows=None):
+    """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch, t-SNE of test features."""
+    import plots
+    if metrics_rows:
+        plots.plot_loss(metrics_rows, out / 'loss.png')
+    if result.get('history'):
+        plots.plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result.get('mode', 'linear')}")
+    if features is not None:
+        val_x, val_y = features[1]
+        plots.plot_tsne(val_x.numpy(), val_y.numpy(), out / 'tsne.png', f'{dataset}: t-SNE of test CAE features')
 
 
 def knn_top1(features, k):
@@ -401,13 +299,15 @@ def run_supervise(splits, opts, device, log):
 
 
 def parse_option_lin_eval(argv=None):
+    """Options: command line > --config file > official per-mode values."""
+    config = read_config(argv)
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--mode', choices=['eval', 'semi', 'supervise', 'knn'], default='eval',
                         help='eval: linear (+ KNN); semi: fine-tune on a labelled fraction, then linear; '
                              'supervise: train from scratch; knn: cosine k-nearest neighbours only')
     parser.add_argument('--model_path', default=None, help='pretraining checkpoint (eval and semi)')
-    data_options(parser)
+    common_options(parser)
     group = parser.add_argument_group('optimisation (None = the official value for the mode, SPEC §5.2)')
     group.add_argument('--epochs', type=int, default=None, help='eval 90; supervise 200 (NTU 60); semi stage 1 '
                        '35/15/10 for rate <=0.01/<=0.1/above')
@@ -427,6 +327,7 @@ def parse_option_lin_eval(argv=None):
                        help='first k per class in file order (official) or random stratified by --seed')
     group.add_argument('--semi_stage2', choices=['full', 'subset'], default='full',
                        help='semi linear stage on all training labels (official) or the labelled subset')
+    config_defaults(parser, config)
     args = parser.parse_args(argv)
     if args.mode != 'supervise' and not args.model_path:
         parser.error(f"--mode {args.mode} needs --model_path")
@@ -479,18 +380,22 @@ def main(args):
     write_json(opts, out / 'args.json')
     log(f"{args.mode} on {opts['dataset']}: {len(splits[0][1])} train / {len(splits[1][1])} test samples, "
         f"device {device}, output {out}")
+    features = None
     if args.mode == 'supervise':
         result = run_supervise(splits, opts, device, log)
     elif args.mode == 'semi':
         result = run_semi(encoder.to(device), splits, opts, device, log, out)
     elif args.mode == 'knn':
-        top1 = knn_top1(frozen_features(encoder.to(device), splits, opts, device), opts['knn_k'])
+        features = frozen_features(encoder.to(device), splits, opts, device)
+        top1 = knn_top1(features, opts['knn_k'])
         result = dict(top1=top1, top5=None, top1_best=top1, top1_last=top1, top5_last=None, knn_top1=top1,
                       knn_k=opts['knn_k'])
     else:
-        result = evaluate_frozen(encoder.to(device), splits, opts, device, log)
+        result, features = evaluate_frozen(encoder.to(device), splits, opts, device, log)
     result = dict(dataset=opts['dataset'], mode=args.mode, **result, epochs=opts['epochs'], seed=args.seed,
                   seconds=round(time.time() - start, 2), model_path=args.model_path)
+    if not args.no_plots:
+        write_plots(out, result, features, opts['dataset'])
     write_json(result, out / 'results.json')
     log(summary_line(f"{opts['dataset']} {args.mode}", result) + f" -> {out / 'results.json'}", always=True)
     return result

@@ -19,10 +19,11 @@ import augment
 import augment_batch
 from data import DataError
 from dataset import PRESETS, SkeletonDataset
-from linEval import (CheckpointError, RunLog, adjust_learning_rate, build_encoder, data_options,
-                     evaluate_frozen, load_checkpoint, load_encoder, load_splits, loader, make_out_dir,
-                     milestones, protocol_options, resolve_device, rng_state, save_checkpoint, set_rng_state,
-                     set_seed, summary_line, write_json)
+from linEval import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
+                     milestones, protocol_options, summary_line, write_plots)
+from runs import (CheckpointError, MetricsLog, RunLog, common_options, config_defaults, load_checkpoint,
+                  make_out_dir, read_config, resolve_device, rng_state, save_checkpoint, set_rng_state, set_seed,
+                  write_json)
 from model import MomentumContrast
 
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
@@ -37,12 +38,14 @@ def per_dataset(key):
 
 
 def parse_option(argv=None):
+    """Options: command line > --config file > per-dataset preset > built-in default."""
+    config = read_config(argv)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument('--dataset', choices=sorted(PRESETS), default='sbu')
+    pre.add_argument('--dataset', choices=sorted(PRESETS), default=config.get('dataset', 'sbu'))
     preset = PRESETS[pre.parse_known_args(argv)[0].dataset]
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    data_options(parser)
+    common_options(parser)
     group = parser.add_argument_group('model')
     group.add_argument('--hidden_units', type=int, help=per_dataset('hidden_units'))
     group.add_argument('--lstm_layer', type=int, help=per_dataset('lstm_layer'))
@@ -62,18 +65,18 @@ def parse_option(argv=None):
     group.add_argument('--epochs', type=int, default=60, help='update epochs after the warm-up')
     group.add_argument('--warmup_epochs', type=int, default=1, help='queue-only epochs, no update (official 1)')
     group.add_argument('--batch_size', type=int, help=per_dataset('batch_size'))
-    group.add_argument('--learning_rate', type=float, default=0.01)
+    group.add_argument('--learning_rate', type=float, default=0.01, help='SGD learning rate')
     group.add_argument('--lr_decay_epochs', help='1-based epochs after which lr *= rate; ' + per_dataset('lr_decay_epochs'))
-    group.add_argument('--lr_decay_rate', type=float, default=0.1)
-    group.add_argument('--momentum', type=float, default=0.9)
-    group.add_argument('--weight_decay', type=float, default=1e-4)
+    group.add_argument('--lr_decay_rate', type=float, default=0.1, help='lr factor at each decay epoch')
+    group.add_argument('--momentum', type=float, default=0.9, help='SGD momentum (no Nesterov)')
+    group.add_argument('--weight_decay', type=float, default=1e-4, help='SGD weight decay')
     group.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
                        help='autocast the pretraining forward pass (fp16 with gradient scaling)')
     group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
-    group.add_argument('--lin_epochs', type=int, default=90)
-    group.add_argument('--lin_learning_rate', type=float, default=1.0)
+    group.add_argument('--lin_epochs', type=int, default=90, help='linear classifier epochs')
+    group.add_argument('--lin_learning_rate', type=float, default=1.0, help='SGD, momentum 0.9, Nesterov')
     group.add_argument('--lin_lr_decay_epochs', default='15,35,60,75', help='decay rate 0.5')
-    group.add_argument('--lin_batch_size', type=int, default=32)
+    group.add_argument('--lin_batch_size', type=int, default=32, help='linear classifier batch size')
     protocol_options(group)
     group.add_argument('--eval_final', action='store_true',
                        help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')
@@ -84,6 +87,7 @@ def parse_option(argv=None):
     group.add_argument('--corrected', action='store_true', help='all corrected switches: ' + ', '.join(CORRECTED))
     parser.set_defaults(dataset='sbu', selected_frames=preset['frames'],
                         **{k: v for k, v in preset.items() if k not in ('source', 'joints', 'persons', 'classes', 'frames')})
+    config_defaults(parser, config)
     args = parser.parse_args(argv)
     if args.corrected:
         for key, value in CORRECTED.items():
@@ -116,7 +120,8 @@ def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, de
     Returns the mean loss, mean positive logit and contrastive top-1 %, and the new step count."""
     model.train()
     loss_sum, pos_sum, correct, seen = 0.0, 0.0, 0, 0
-    bar = tqdm(data, desc=desc, leave=False, disable=quiet)
+    bar = tqdm(data, desc=desc, leave=False, disable=quiet, unit='seq', unit_scale=data.batch_sampler.batch_size
+               if hasattr(data, 'batch_sampler') else 1)
     for x, _, _ in bar:
         x_q, x_k = views(x)
         with torch.set_grad_enabled(update), torch.autocast(x_q.device.type, amp or torch.float32, enabled=amp is not None):
@@ -192,6 +197,7 @@ def pretrain(args, train_x, train_y, device, out, log):
     train_set = SkeletonDataset(train_x, train_y, args.selected_frames,
                                 per_sample if args.aug_backend == 'numpy' else None, args.seed, args.dataset)
     views = Views(args, device)
+    metrics, start = MetricsLog(out), time.time()
     total = args.warmup_epochs + args.epochs
     for epoch in range(start_epoch, total + 1):
         lr = adjust_learning_rate(optimizer, epoch, args.learning_rate, milestones(args.lr_decay_epochs),
@@ -210,6 +216,8 @@ def pretrain(args, train_x, train_y, device, out, log):
             raise TrainingDiverged(message) from None
         log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
             f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
+        metrics(dict(stats, epoch=epoch, step=step, lr=lr, queue_fill=min(1.0, epoch * len(train_y) / args.nce_k),
+                     seconds=round(time.time() - start, 2)))
         state = dict(args=vars(args), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
                      optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
         if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
@@ -233,10 +241,12 @@ def main(args):
     eval_path = out / f'ckpt_epoch_{args.warmup_epochs + args.epochs if args.eval_final else args.epochs}.pth'
     log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
-    result = evaluate_frozen(encoder, splits, opts, device, log)
+    result, features = evaluate_frozen(encoder, splits, opts, device, log)
     result = dict(dataset=args.dataset, mode='pretrain_and_linEval', **result, epochs=args.epochs,
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
                   model_path=str(eval_path))
+    if not args.no_plots:
+        write_plots(out, result, features, args.dataset, MetricsLog(out).rows())
     write_json(result, out / 'results.json')
     log(summary_line(f"{args.dataset} linear eval", result) + f" -> {out / 'results.json'}", always=True)
     return result

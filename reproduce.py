@@ -14,6 +14,7 @@ and the corrected one only turns on the corrected switches.
 """
 import argparse
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -24,6 +25,8 @@ import torch
 
 import linEval
 import pretrain_and_linEval as pretrain
+from data import DataError
+from runs import CheckpointError, write_json
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'sbu': [('sbu', ['--fold', str(f)], f'fold{f}') for f in range(5)],
@@ -42,17 +45,17 @@ QUICK = dict(pretrain=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', 
 
 def run(script, argv, run_dir):
     """Run one command in-process as its script would; returns its results dict and the command line."""
-    argv = argv + ['--out_dir', str(run_dir), '--quiet']
+    argv = argv + ['--out_dir', str(run_dir), '--quiet', '--no_plots']
     if script == 'pretrain_and_linEval.py':
         result = pretrain.main(pretrain.parse_option(argv))
     else:
         result = linEval.main(linEval.parse_option_lin_eval(argv))
-    return result, f"python {script} {shlex.join(argv[:-3])}"
+    return result, f"python {script} {shlex.join(argv[:-4])}"
 
 
 def record(path, result, command):
     path.parent.mkdir(parents=True, exist_ok=True)
-    linEval.write_json(dict(result, command=command), path)
+    write_json(dict(result, command=command), path)
 
 
 def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
@@ -152,7 +155,7 @@ def main(argv=None):
     parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
-    parser.add_argument('--data_root', default=linEval.os.environ.get('ASCAL_DATA_ROOT', 'data'))
+    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
@@ -177,5 +180,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (linEval.DataError, linEval.CheckpointError) as err:
+    except (DataError, CheckpointError) as err:
         sys.exit(f"error: {err}")

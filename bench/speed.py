@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pretrain_and_linEval as pretrain  # noqa: E402
 from dataset import SkeletonDataset, load_array  # noqa: E402
-from linEval import RunLog, linear_evaluation, load_splits, loader, resolve_device  # noqa: E402
+from linEval import linear_evaluation, load_splits, loader  # noqa: E402
+from runs import RunLog, resolve_device  # noqa: E402
 from model import LSTMEncoder  # noqa: E402
 
 

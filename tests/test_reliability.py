@@ -10,7 +10,7 @@ import torch
 
 import pretrain_and_linEval as pretrain
 from conftest import ROOT
-from linEval import CheckpointError
+from runs import CheckpointError
 
 
 def assert_same_checkpoints(a, b):

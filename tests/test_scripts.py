@@ -10,7 +10,7 @@ import torch
 import linEval
 import pretrain_and_linEval as pretrain
 from conftest import ROOT
-from linEval import CheckpointError
+from runs import CheckpointError
 
 RESULT_KEYS = {'dataset', 'mode', 'top1', 'top5', 'top1_last', 'epochs', 'seed', 'seconds'}
 
@@ -140,3 +140,26 @@ def test_knn_separates_two_clusters():
     assert linEval.knn_top1(features, 5) == 100.0
     shuffled = [(f, labels[torch.randperm(100, generator=rng)]) for f, _ in features]
     assert linEval.knn_top1(shuffled, 5) < 80
+
+
+def test_plots_metrics_and_config_round_trip(pretrained, data_root, tmp_path):
+    out, _ = pretrained  # the fixture ran with plots on
+    for name in ('loss.png', 'accuracy.png', 'tsne.png'):
+        assert (out / name).stat().st_size > 5000 and (out / name).read_bytes()[:4] == b'\x89PNG'
+    rows = (out / 'metrics.csv').read_text().splitlines()
+    assert rows[0] == 'epoch,step,loss,lr,pos_logit,contrast_top1,queue_fill,seconds' and len(rows) == 1 + 3
+    saved = json.loads((out / 'args.json').read_text())
+    again = vars(pretrain.parse_option(['--config', str(out / 'args.json')]))
+    assert {k: v for k, v in again.items() if k not in ('config', 'out_dir')} == \
+        {k: v for k, v in saved.items() if k not in ('config', 'out_dir')}
+    assert pretrain.parse_option(['--config', str(out / 'args.json'), '--epochs', '7']).epochs == 7
+    ucla = dict(saved, dataset='ucla', hidden_units=64)
+    (tmp_path / 'ucla.json').write_text(json.dumps(ucla))
+    assert pretrain.parse_option(['--config', str(tmp_path / 'ucla.json')]).hidden_units == 64
+
+
+def test_viewer_draws_real_sample(data_root, tmp_path):
+    import viewer
+    out = tmp_path / 'views.png'
+    viewer.main(['--data_root', str(data_root), '--index', '5', '--views', '3', '--out', str(out)])
+    assert out.stat().st_size > 10000

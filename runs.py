@@ -1,0 +1,178 @@
+"""Run bookkeeping shared by the scripts: common options and --config, seeding and RNG state,
+the device, the run folder, plain-text logs, metrics.csv and atomic checkpoints."""
+import argparse
+import csv
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataset import PRESETS
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not fit the requested run."""
+
+
+def set_seed(seed, deterministic=False):
+    """Seed Python, numpy and torch (CUDA too); `deterministic` also turns on PyTorch's
+    deterministic algorithms (and the cuBLAS workspace setting they need)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = False
+
+
+def rng_state():
+    """Python, numpy and torch (CPU, CUDA) RNG states as plain values (weights_only-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(python=random.getstate(), numpy=[kind, keys.tolist(), pos, has_gauss, cached],
+                torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def set_rng_state(state):
+    random.setstate(state['python'])
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def resolve_device(name):
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def atomic_write(path, write):
+    """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + '.partial')
+    with open(tmp, 'wb') as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state, path):
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def write_json(obj, path):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+class RunLog:
+    """Plain lines to stdout and to <out_dir>/log.txt."""
+
+    def __init__(self, out_dir, quiet=False):
+        self.path, self.quiet = Path(out_dir) / 'log.txt', quiet
+
+    def __call__(self, message, always=False):
+        if always or not self.quiet:
+            tqdm.write(message)
+        with open(self.path, 'a') as f:
+            f.write(message + '\n')
+
+
+def make_out_dir(out_dir, name):
+    out = Path(out_dir or Path('runs') / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_checkpoint(path):
+    """torch.load with weights_only=True, turning every failure into one clear CheckpointError."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not saved by AS-CAL): "
+                              f"{str(err).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or not {'args', 'model'} <= set(ckpt):
+        raise CheckpointError(f"{path}: not an AS-CAL checkpoint (needs 'args' and 'model')")
+    return ckpt
+
+
+def common_options(parser):
+    """Options of every script: data location and split, seed, device, output."""
+    parser.add_argument('--dataset', choices=sorted(PRESETS), default=None, help='dataset and benchmark')
+    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
+                        help='folder laid out like data/README.md (default $ASCAL_DATA_ROOT or ./data)')
+    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
+                        help='where parsed SBU/N-UCLA text and json are cached (default $ASCAL_CACHE_DIR or ~/.cache/ascal)')
+    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (default 0); UWA3D fold 0-5 (default 5)')
+    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
+                        'the literature uses 3); UWA3D test view (default 2)')
+    parser.add_argument('--sbu_true_depth', action='store_true',
+                        help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
+    parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
+    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation (default 1)')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
+    parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
+    parser.add_argument('--no_plots', action='store_true', help='write no PNG figures at the end of the run')
+    parser.add_argument('--config', default=None, help="an earlier run's args.json: its options become the "
+                        'defaults, so the run can be repeated (the command line still wins)')
+
+
+def read_config(argv):
+    """The dict saved in --config FILE (an earlier args.json), or {} without --config."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--config')
+    path = pre.parse_known_args(argv)[0].config
+    if not path:
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: --config {path}: not a readable args.json ({err})") from None
+
+
+def config_defaults(parser, config):
+    """Make a saved run's options the parser's defaults (not where the run wrote, nor what it resumed)."""
+    known = {a.dest for a in parser._actions}
+    parser.set_defaults(**{k: v for k, v in config.items() if k in known and k not in ('config', 'out_dir', 'resume')})
+
+
+class MetricsLog:
+    """One row per epoch in <out_dir>/metrics.csv, and TensorBoard scalars if tensorboard is installed."""
+
+    FIELDS = ['epoch', 'step', 'loss', 'lr', 'pos_logit', 'contrast_top1', 'queue_fill', 'seconds']
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / 'metrics.csv'
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(Path(out_dir) / 'tensorboard'))
+        except ImportError:
+            self.writer = None
+
+    def __call__(self, row):
+        new = not self.path.exists()
+        with open(self.path, 'a', newline='') as f:
+            writer = csv.DictWriter(f, self.FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row[k] for k in self.FIELDS})
+        if self.writer is not None:
+            for key in self.FIELDS[2:]:
+                self.writer.add_scalar(f'pretrain/{key}', row[key], row['step'])
+            self.writer.flush()
+
+    def rows(self):
+        with open(self.path) as f:
+            return list(csv.DictReader(f))

@@ -1,0 +1,91 @@
+"""Draw a skeleton sequence and augmented views of it as a PNG strip.
+
+    python viewer.py --dataset sbu --index 0 --aug subtract_randomFlip_shear --views 2 --out views.png
+
+Row 1 is the centred sequence, each further row a view drawn with the given chain (x-y plane,
+a few evenly spaced frames; both persons where there are two).
+"""
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import augment  # noqa: E402
+from data import DataError  # noqa: E402
+from dataset import PRESETS, load_split  # noqa: E402
+
+BONES = {  # 0-based joint pairs per layout (joints: count)
+    15: [(0, 1), (1, 2), (1, 3), (3, 4), (4, 5), (1, 6), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
+         (12, 13), (13, 14)],  # SBU: head, neck, torso, arms, legs
+    20: [(0, 1), (1, 2), (2, 3), (2, 4), (4, 5), (5, 6), (6, 7), (2, 8), (8, 9), (9, 10), (10, 11), (0, 12),
+         (12, 13), (13, 14), (14, 15), (0, 16), (16, 17), (17, 18), (18, 19)],  # Kinect v1 (N-UCLA)
+    25: [(0, 1), (1, 20), (2, 20), (3, 2), (4, 20), (5, 4), (6, 5), (7, 6), (8, 20), (9, 8), (10, 9), (11, 10),
+         (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18), (21, 22), (22, 7),
+         (23, 24), (24, 11)],  # Kinect v2 (NTU)
+}
+
+
+def draw_strip(rows, titles, path, frames=6):
+    """rows: list of (C, T, V, M) arrays -> PNG with one row per array and `frames` evenly spaced
+    frames of each, taken among its non-padding frames."""
+    fig, axes = plt.subplots(len(rows), frames, figsize=(1.6 * frames, 1.9 * len(rows)), squeeze=False)
+    for r, (x, title) in enumerate(zip(rows, titles)):
+        real = np.flatnonzero(np.abs(x).sum(axis=(0, 2, 3)) > 0)
+        picked = real[np.linspace(0, len(real) - 1, frames).astype(int)] if len(real) else np.zeros(frames, int)
+        bones = BONES.get(x.shape[2], [])
+        lim = np.abs(x[:2]).max() * 1.05 or 1
+        for c, f in enumerate(picked):
+            ax = axes[r, c]
+            for m in range(x.shape[3]):
+                pts = x[:2, f, :, m]
+                if not pts.any():
+                    continue
+                for a, b in bones:
+                    ax.plot(pts[0, [a, b]], pts[1, [a, b]], color=f'C{m}', lw=1.2)
+                ax.scatter(pts[0], pts[1], s=4, color=f'C{m}')
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect('equal')
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f'frame {f}', fontsize=7)
+        axes[r, 0].set_ylabel(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--dataset', choices=sorted(PRESETS), default='sbu')
+    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
+    parser.add_argument('--split', choices=['train', 'val'], default='train')
+    parser.add_argument('--index', type=int, default=0, help='sample index within the split')
+    parser.add_argument('--aug', default='subtract_randomFlip_shear', help='augmentation chain of the views')
+    parser.add_argument('--views', type=int, default=2, help='augmented views to draw')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default='views.png')
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.dataset]
+    data, labels = load_split(args.dataset, args.data_root, args.split, preset.get('fold'), preset.get('test_view'))
+    if not 0 <= args.index < len(labels):
+        raise SystemExit(f"error: --index {args.index}: the {args.split} split has {len(labels)} samples")
+    x = np.asarray(data[args.index], dtype=np.float32)
+    frames, rng = preset['frames'], np.random.default_rng(args.seed)
+    rows = [augment.build_transform('subtract', frames)(x, rng)]
+    rows += [augment.build_transform(args.aug, frames)(x, rng) for _ in range(args.views)]
+    titles = ['centred'] + [f'view {i + 1}' for i in range(args.views)]
+    print(draw_strip(rows, titles, args.out))
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except DataError as err:
+        raise SystemExit(f"error: {err}")
