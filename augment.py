@@ -9,8 +9,8 @@ import numpy as np
 
 
 def crop_frames(x, frames):
-    """Keep frames [0, frames) (SelectFrames); no padding if T < frames."""
-    return x[:, :frames]
+    """Keep frames [0, frames) of (..., T, V, M) (SelectFrames); no padding if T < frames."""
+    return x[..., :frames, :, :]
 
 
 def center(x, rng=None, joint=1):
@@ -95,7 +95,8 @@ AUGMENTATIONS = {  # official token -> function
 
 
 class Compose:
-    """Apply crop_frames, then each function in order: (C, T, V, M) -> (C, frames, V, M)."""
+    """Apply crop_frames, then each function in order: (C, T, V, M) -> (C, frames, V, M) float32
+    arrays here, or (N, C, T, V, M) tensors with augment_batch's functions."""
 
     def __init__(self, fns, frames):
         self.fns, self.frames = list(fns), frames
@@ -104,7 +105,7 @@ class Compose:
         x = crop_frames(x, self.frames)
         for fn in self.fns:
             x = fn(x, rng)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return x.contiguous() if hasattr(x, 'contiguous') else np.ascontiguousarray(x, dtype=np.float32)
 
     def __repr__(self):
         return f"Compose(frames={self.frames}, {[f.__name__ for f in self.fns]})"

@@ -93,18 +93,6 @@ BATCH_AUGMENTATIONS = {
 }
 
 
-class BatchCompose:
-    """Crop to the first `frames` frames, then apply each function: (N, C, T, V, M) -> (N, C, frames, V, M)."""
-
-    def __init__(self, fns, frames):
-        self.fns, self.frames = list(fns), frames
-
-    def __call__(self, x, g):
-        x = x[:, :, :self.frames]
-        for fn in self.fns:
-            x = fn(x, g)
-        return x.contiguous()
-
-
 def build_batch_transform(name, frames):
-    return BatchCompose(augment.parse_chain(name, BATCH_AUGMENTATIONS), frames)
+    """Batch chain: (N, C, T, V, M) tensor, torch.Generator -> (N, C, frames, V, M)."""
+    return augment.Compose(augment.parse_chain(name, BATCH_AUGMENTATIONS), frames)
