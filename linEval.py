@@ -124,11 +124,11 @@ def train_one_epoch(model, data, optimizer, device, desc, quiet):
 
 
 @torch.no_grad()
-def evaluate(model, data, device):
+def evaluate(model, data, device, quiet=False):
     """Top-1 and top-5 % of model on data."""
     model.eval()
     hits, seen = np.zeros(2), 0
-    for batch in data:
+    for batch in tqdm(data, desc='test', leave=False, disable=quiet):
         x, y = batch[0].to(device), batch[1].to(device)
         hits += accuracy(model(x), y)
         seen += len(y)
@@ -144,7 +144,7 @@ def fit(model, params, train, val, schedule, device, log, name, quiet=False):
     for epoch in range(1, epochs + 1):
         current = adjust_learning_rate(optimizer, epoch, lr, milestones(decay), 0.5)
         loss, train_top1 = train_one_epoch(model, train, optimizer, device, f'{name} {epoch}/{epochs}', quiet)
-        top1, top5 = evaluate(model, val, device) if val is not None else (float('nan'),) * 2
+        top1, top5 = evaluate(model, val, device, quiet) if val is not None else (float('nan'),) * 2
         history.append(dict(epoch=epoch, lr=current, loss=loss, train_top1=train_top1, top1=top1, top5=top5))
         log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f} "
             f"test@1 {top1:.2f} test@5 {top5:.2f}")
@@ -163,11 +163,12 @@ def summarise(history, select):
 
 
 @torch.no_grad()
-def extract_features(encoder, dataset, device, num_workers=0, batch_size=256):
+def extract_features(encoder, dataset, device, num_workers=0, quiet=False, batch_size=256):
     """Frozen CAE features (N, D) and labels (N,) on the CPU, in dataset order."""
     encoder.eval()
     feats, labels = [], []
-    for x, y, _ in loader(dataset, batch_size, False, 0, num_workers, device):
+    data = loader(dataset, batch_size, False, 0, num_workers, device)
+    for x, y, _ in tqdm(data, desc='features', leave=False, disable=quiet):
         feats.append(encoder(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
@@ -182,7 +183,8 @@ def eval_datasets(splits, opts):
 
 def frozen_features(encoder, splits, opts, device):
     """[(train features (N, D), labels), (val features, labels)] of the frozen encoder, extracted once."""
-    return [extract_features(encoder, s, device, opts.get('num_workers') or 0) for s in eval_datasets(splits, opts)]
+    return [extract_features(encoder, s, device, opts.get('num_workers') or 0, opts.get('quiet', False))
+            for s in eval_datasets(splits, opts)]
 
 
 def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None):
@@ -313,12 +315,12 @@ def parse_option_lin_eval(argv=None):
                        '35/15/10 for rate <=0.01/<=0.1/above')
     group.add_argument('--learning_rate', type=float, default=None, help='eval 1.0; supervise and semi 0.01')
     group.add_argument('--lr_decay_epochs', default=None, help='comma-separated; decay rate is 0.5')
-    group.add_argument('--batch_size', type=int, default=32)
+    group.add_argument('--batch_size', type=int, default=32, help='training batch size')
     group.add_argument('--lin_epochs', type=int, default=90, help='semi stage 2 linear epochs')
     group = parser.add_argument_group('supervise architecture (official: 256 / 1 / 150 for every dataset)')
-    group.add_argument('--hidden_units', type=int, default=None)
-    group.add_argument('--lstm_layer', type=int, default=None)
-    group.add_argument('--selected_frames', type=int, default=None)
+    group.add_argument('--hidden_units', type=int, default=None, help='LSTM width (eval/semi: must match the checkpoint)')
+    group.add_argument('--lstm_layer', type=int, default=None, help='LSTM depth (eval/semi: must match the checkpoint)')
+    group.add_argument('--selected_frames', type=int, default=None, help='first frames kept')
     group.add_argument('--masked_mean', action='store_true', help='corrected: pool only over real frames')
     group = parser.add_argument_group('protocol')
     protocol_options(group)

@@ -111,17 +111,17 @@ def common_options(parser):
     """Options of every script: data location and split, seed, device, output."""
     parser.add_argument('--dataset', choices=sorted(PRESETS), default=None, help='dataset and benchmark')
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
-                        help='folder laid out like data/README.md (default $ASCAL_DATA_ROOT or ./data)')
+                        help='folder laid out like data/README.md ($ASCAL_DATA_ROOT if set, else ./data)')
     parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
-                        help='where parsed SBU/N-UCLA text and json are cached (default $ASCAL_CACHE_DIR or ~/.cache/ascal)')
-    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (default 0); UWA3D fold 0-5 (default 5)')
+                        help='where parsed SBU/N-UCLA text and json are cached ($ASCAL_CACHE_DIR if set, else ~/.cache/ascal)')
+    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (preset 0); UWA3D fold 0-5 (preset 5)')
     parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
-                        'the literature uses 3); UWA3D test view (default 2)')
+                        'the literature uses 3); UWA3D test view (preset 2)')
     parser.add_argument('--sbu_true_depth', action='store_true',
                         help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
     parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
-    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation (default 1)')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
+    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
     parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
     parser.add_argument('--no_plots', action='store_true', help='write no PNG figures at the end of the run')

@@ -163,3 +163,17 @@ def test_viewer_draws_real_sample(data_root, tmp_path):
     out = tmp_path / 'views.png'
     viewer.main(['--data_root', str(data_root), '--index', '5', '--views', '3', '--out', str(out)])
     assert out.stat().st_size > 10000
+
+
+def test_every_option_has_help():
+    import argparse
+    for module, build in ((pretrain, 'parse_option'), (linEval, 'parse_option_lin_eval')):
+        parsers = []
+        real = argparse.ArgumentParser.parse_args
+        argparse.ArgumentParser.parse_args = lambda self, *a, **k: parsers.append(self) or real(self, *a, **k)
+        try:
+            getattr(module, build)(['--model_path', 'x.pth'] if module is linEval else [])
+        finally:
+            argparse.ArgumentParser.parse_args = real
+        missing = [a.dest for a in parsers[-1]._actions if a.help is None]
+        assert not missing, f'{build}: options without help: {missing}'
