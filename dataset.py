@@ -198,21 +198,26 @@ class IndexBatches:
     """Index lists for one pass over n samples, reshuffled on every pass by a seeded generator.
 
     Usable as a DataLoader `batch_sampler`; the cached-feature and recompute paths of linear
-    evaluation share it, so both see the same batches in the same order.
+    evaluation share it, so both see the same batches in the same order. With world > 1 every
+    batch of `batch_size` is split into `world` contiguous chunks and this rank gets chunk `rank`
+    (a final batch smaller than `world` is dropped, on every rank alike).
     """
 
-    def __init__(self, n, batch_size, shuffle=True, seed=0):
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+    def __init__(self, n, batch_size, shuffle=True, seed=0, rank=0, world=1):
+        self.n, self.batch_size, self.shuffle, self.rank, self.world = n, batch_size, shuffle, rank, world
         self.generator = torch.Generator().manual_seed(seed)
 
     def tensors(self):
         """One pass as index tensors. A generator function: the order is drawn on the first next(),
         so an iterator that a DataLoader creates and drops unused (it does with workers) draws nothing."""
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        yield from order.split(self.batch_size)
+        for batch in order.split(self.batch_size):
+            if len(batch) >= self.world:
+                yield batch.tensor_split(self.world)[self.rank]
 
     def __iter__(self):
         return (idx.tolist() for idx in self.tensors())
 
     def __len__(self):
-        return -(-self.n // self.batch_size)
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (rest >= self.world)

@@ -86,10 +86,11 @@ def load_splits(opts):
 
 
 # ---------------------------------------------------------------- training and evaluation loops
-def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu')):
-    """DataLoader over IndexBatches (seeded order); pinned memory when feeding a GPU."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=IndexBatches(len(dataset), batch_size, shuffle, seed),
-                                       num_workers=num_workers, pin_memory=device.type == 'cuda')
+def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu'), rank=0, world=1):
+    """DataLoader over IndexBatches (seeded order; this rank's chunk of each batch); pinned memory for a GPU."""
+    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, rank, world)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+                                       pin_memory=device.type == 'cuda')
 
 
 class FeatureBatches:

@@ -52,11 +52,14 @@ class MomentumContrast(nn.Module):
     (theta_k <- alpha theta_k + (1 - alpha) theta_q, alpha=0.999). queue: (K, D) buffer initialised
     U(-s, s), s = 1/sqrt(D/3); queue_ptr: next row to overwrite (wraps, any batch size).
     temperature 0.06. `l2norm` normalises q, k (and hence the queue); the official code does not.
+    `gather_keys` (data-parallel runs) turns this process's keys into every process's keys before
+    they are enqueued.
     """
 
-    def __init__(self, encoder, dim, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False):
+    def __init__(self, encoder, dim, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False,
+                 gather_keys=None):
         super().__init__()
-        self.temperature, self.alpha, self.l2norm = temperature, alpha, l2norm
+        self.temperature, self.alpha, self.l2norm, self.gather_keys = temperature, alpha, l2norm, gather_keys
         self.encoder_q = encoder
         self.encoder_k = copy.deepcopy(encoder)
         for p in self.encoder_k.parameters():
@@ -79,11 +82,12 @@ class MomentumContrast(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, keys):
-        """Write keys (B, D) at rows (ptr + arange(B)) mod K and advance ptr."""
-        k = self.queue.shape[0]
-        rows = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % k
-        self.queue[rows] = keys.to(self.queue.dtype)
-        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % k)
+        """Write keys (B, D) at rows (ptr + arange(B)) mod K, in order, and advance ptr by B."""
+        k, n = self.queue.shape[0], keys.shape[0]
+        start = self.queue_ptr + max(n - k, 0)  # with B > K only the last K keys survive the wrap
+        rows = (start + torch.arange(min(n, k), device=keys.device)) % k
+        self.queue[rows] = keys[-k:].to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + n) % k)
 
     def forward(self, x_q, x_k):
         """Views (N, C, T, V, M) x2 -> logits (N, 1+K) / temperature, labels (N,) all 0 (positive first)."""
@@ -96,7 +100,7 @@ class MomentumContrast(nn.Module):
         l_neg = q @ self.queue.clone().t()  # (N, K), snapshot before this batch is enqueued
         logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-        self._enqueue(k)
+        self._enqueue(self.gather_keys(k) if self.gather_keys else k)
         return logits, labels
 
 

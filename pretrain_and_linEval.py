@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import augment
 import augment_batch
+import distributed
 from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from linEval import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
@@ -115,18 +116,23 @@ class Views:
         return self.views(x.to(self.device, non_blocking=True), self.generator)
 
 
-def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, desc, quiet):
-    """One contrastive epoch; with update=False (queue warm-up) only keys are enqueued.
+def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, desc, quiet, ddp=None, world=1):
+    """One contrastive epoch; with update=False (queue warm-up) only keys are enqueued. `ddp`: the
+    DistributedDataParallel wrapper of `model` when `world` processes train together.
     Returns the mean loss, mean positive logit and contrastive top-1 %, and the new step count."""
     model.train()
-    loss_sum, pos_sum, correct, seen = 0.0, 0.0, 0, 0
-    bar = tqdm(data, desc=desc, leave=False, disable=quiet, unit='seq', unit_scale=data.batch_sampler.batch_size
-               if hasattr(data, 'batch_sampler') else 1)
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, positive logit, contrastive hits, samples
+    bar = tqdm(data, desc=desc, leave=False, disable=quiet, unit='seq',
+               unit_scale=data.batch_sampler.batch_size if hasattr(data, 'batch_sampler') else 1)
     for x, _, _ in bar:
         x_q, x_k = views(x)
         with torch.set_grad_enabled(update), torch.autocast(x_q.device.type, amp or torch.float32, enabled=amp is not None):
-            logits, labels = model(x_q, x_k)
-            loss = F.cross_entropy(logits.float(), labels)
+            logits, labels = (ddp or model)(x_q, x_k)
+            if world == 1:
+                loss = F.cross_entropy(logits.float(), labels)
+            else:  # this rank's sum / global batch * world: DDP's gradient average is the global mean
+                loss = F.cross_entropy(logits.float(), labels, reduction='sum')
+                loss = loss * world / distributed.global_count(len(labels), loss.device)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         if update:
@@ -137,11 +143,13 @@ def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, de
             model.momentum_update()
         step += 1
         n = len(labels)
-        loss_sum += loss.item() * n
-        pos_sum += logits[:, 0].sum().item()
-        correct += (logits.argmax(1) == 0).sum().item()
-        seen += n
-        bar.set_postfix(loss=f'{loss.item():.3f}')
+        batch_loss = F.cross_entropy(logits.detach().float(), labels).item() if world > 1 else loss.item()
+        sums += torch.tensor([batch_loss * n, logits[:, 0].sum().item(), (logits.argmax(1) == 0).sum().item(), n],
+                             dtype=torch.float64)
+        bar.set_postfix(loss=f'{batch_loss:.3f}')
+    if world > 1:
+        torch.distributed.all_reduce(sums)
+    loss_sum, pos_sum, correct, seen = sums.tolist()
     return dict(loss=loss_sum / seen, pos_logit=pos_sum / seen, contrast_top1=100 * correct / seen), step
 
 
@@ -182,62 +190,79 @@ def restore(args, out, model, optimizer, scaler, log):
     return ckpt['epoch'] + 1, ckpt['step']
 
 
-def pretrain(args, train_x, train_y, device, out, log):
-    """Epochs 1..warmup_epochs+epochs with checkpoints; returns nothing, the checkpoints are the result."""
+def pretrain(args, train_x, train_y, device, out, log, rank=0, world=1):
+    """Epochs 1..warmup_epochs+epochs with checkpoints (written by rank 0); the checkpoints are the result."""
     model = MomentumContrast(build_encoder(vars(args)), args.hidden_units, args.nce_k, args.nce_t, args.alpha,
-                             args.l2norm).to(device)
+                             args.l2norm, distributed.all_gather_keys if world > 1 else None).to(device)
+    ddp = distributed.wrap(model) if world > 1 else None
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
     amp = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
     start_epoch, step = restore(args, out, model, optimizer, scaler, log)
-    log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, output {out}")
+    log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, "
+        f"{world} process{'es' if world > 1 else ''} x batch {args.batch_size}, output {out}")
     per_sample = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
                                   augment.build_transform(args.aug2, args.selected_frames))
     train_set = SkeletonDataset(train_x, train_y, args.selected_frames,
                                 per_sample if args.aug_backend == 'numpy' else None, args.seed, args.dataset)
     views = Views(args, device)
-    metrics, start = MetricsLog(out), time.time()
+    metrics, start = MetricsLog(out) if rank == 0 else (lambda row: None), time.time()
     total = args.warmup_epochs + args.epochs
     for epoch in range(start_epoch, total + 1):
         lr = adjust_learning_rate(optimizer, epoch, args.learning_rate, milestones(args.lr_decay_epochs),
                                   args.lr_decay_rate)
         epoch_seed = args.seed * 1_000_003 + epoch
         train_set.set_epoch(epoch)
-        views.set_epoch(epoch_seed)
-        data = loader(train_set, args.batch_size, True, epoch_seed, args.num_workers, device)
+        views.set_epoch(epoch_seed * world + rank)
+        data = loader(train_set, args.batch_size * world, True, epoch_seed, args.num_workers, device, rank, world)
         try:
             stats, step = train_one_epoch(model, data, views, optimizer, scaler, amp, epoch > args.warmup_epochs,
-                                          step, f'pretrain {epoch}/{total}', args.quiet)
+                                          step, f'pretrain {epoch}/{total}', args.quiet or rank > 0, ddp, world)
         except TrainingDiverged as err:
             last = out / 'last.pth'
             message = f"{err}; last good checkpoint: {last if last.is_file() else 'none'}"
             log(message)
             raise TrainingDiverged(message) from None
+        if world > 1:
+            distributed.check_replicas_agree(model.encoder_q, f'after epoch {epoch}')
         log(f"epoch {epoch}/{total} lr {lr:g} loss {stats['loss']:.4f} pos_logit {stats['pos_logit']:.2f} "
             f"contrast@1 {stats['contrast_top1']:.2f}" + ('' if epoch > args.warmup_epochs else ' (queue warm-up)'))
         metrics(dict(stats, epoch=epoch, step=step, lr=lr, queue_fill=min(1.0, epoch * len(train_y) / args.nce_k),
                      seconds=round(time.time() - start, 2)))
-        state = dict(args=vars(args), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
-                     optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
-        if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
-            save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
-        save_checkpoint(state, out / 'last.pth')
+        if rank == 0:
+            state = dict(args=vars(args), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
+                         optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
+            if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
+                save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
+            save_checkpoint(state, out / 'last.pth')
 
 
 def main(args):
+    """Pretrain, then (rank 0 alone, under torchrun) evaluate; returns the results dict (None on other ranks)."""
     start = time.time()
-    device = resolve_device(args.device)
+    rank, world, ddp_device = distributed.setup(args.device)
+    device = ddp_device or resolve_device(args.device)
     set_seed(args.seed, args.deterministic)
     opts = vars(args)
     splits = load_splits(opts)
     (train_x, train_y), _ = splits
-    if args.batch_size > len(train_y):
-        raise DataError(f"--batch_size {args.batch_size} is larger than the {len(train_y)} training samples")
-    out = make_out_dir(args.out_dir, args.dataset)
-    log = RunLog(out, args.quiet)
-    write_json(opts, out / 'args.json')
-    pretrain(args, train_x, train_y, device, out, log)
+    if args.batch_size * world > len(train_y):
+        raise DataError(f"--batch_size {args.batch_size} x {world} processes is larger than the "
+                        f"{len(train_y)} training samples")
+    out = [make_out_dir(args.out_dir, args.dataset) if rank == 0 else None]
+    if world > 1:
+        torch.distributed.broadcast_object_list(out)  # the same run folder on every rank
+    out = out[0]
+    log = RunLog(out, args.quiet) if rank == 0 else (lambda message, always=False: None)
+    if rank == 0:
+        write_json(opts, out / 'args.json')
+    pretrain(args, train_x, train_y, device, out, log, rank, world)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        if rank > 0:
+            return None
     eval_path = out / f'ckpt_epoch_{args.warmup_epochs + args.epochs if args.eval_final else args.epochs}.pth'
     log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)

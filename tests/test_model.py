@@ -125,3 +125,14 @@ def test_learning_rate_tables():
     assert pre == pytest.approx([0.01, 0.01, 0.001, 0.001])
     lin = [adjust_learning_rate(opt, e, 1.0, milestones('15,35,60,75'), 0.5) for e in (1, 15, 16, 36, 61, 76, 90)]
     assert lin == [1, 1, 0.5, 0.25, 0.125, 0.0625, 0.0625]
+
+
+def test_batch_larger_than_queue_keeps_the_last_keys_in_order():
+    model = contrast(k=5)
+    model.queue_ptr.fill_(3)
+    x = torch.randn(12, 3, 5, 2, 1)
+    model(x, x)
+    with torch.no_grad():
+        keys = model.encoder_k(x)
+    # sequential writes of 12 keys from row 3: rows 3,4,0,1,2,3,4,0,1,2,3,4 -> the last 5 keys at rows 0,1,2,3,4 = keys 7..11
+    assert torch.equal(model.queue, keys[[7, 8, 9, 10, 11]]) and model.queue_ptr.item() == (3 + 12) % 5
