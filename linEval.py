@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 from tqdm import tqdm
@@ -206,7 +205,8 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
     else:
         train, val = eval_datasets(splits, opts)
         model = FrozenEncoderClassifier(encoder, classifier)
-        train_batches, val_batches = loader(train, batch, True, seed, workers, device), loader(val, 1024, False, 0, workers, device)
+        train_batches = loader(train, batch, True, seed, workers, device)
+        val_batches = loader(val, 1024, False, 0, workers, device)
     schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
     history, _ = fit(model, classifier.parameters(), train_batches, val_batches, schedule, device, log, 'linear',
                      opts.get('quiet', False))
@@ -271,8 +271,7 @@ def run_semi(encoder, splits, opts, device, log, out):
     classes = PRESETS[opts['dataset']]['classes']
     subset = semi_subset(train_y, opts['semi_rate'], classes, opts['semi_sampling'], opts['seed'])
     log(f"semi: {len(subset)} labelled samples ({opts['semi_sampling']} per class) of {len(train_y)}")
-    frames, transform = opts['selected_frames'], augment.build_transform(eval_chain(opts), opts['selected_frames'])
-    labelled = SkeletonDataset(train_x[subset], train_y[subset], frames, transform, source=opts['dataset'])
+    labelled, _ = eval_datasets(((train_x[subset], train_y[subset]), val), opts)
     model = EncoderClassifier(encoder, classes).to(device)
     schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
     history, best_state = fit(model, model.parameters(), loader(labelled, opts['batch_size'], True, opts['seed']),
@@ -290,9 +289,7 @@ def run_semi(encoder, splits, opts, device, log, out):
 
 def run_supervise(splits, opts, device, log):
     """Train encoder + classifier from scratch on all training labels (SPEC §5.4)."""
-    frames = opts['selected_frames']
-    train, val = [SkeletonDataset(d, lab, frames, augment.build_transform(eval_chain(opts), frames),
-                                  source=opts['dataset']) for d, lab in splits]
+    train, val = eval_datasets(splits, opts)
     model = EncoderClassifier(build_encoder(opts), PRESETS[opts['dataset']]['classes']).to(device)
     schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
     workers = opts['num_workers']
@@ -330,6 +327,7 @@ def parse_option_lin_eval(argv=None):
                        help='first k per class in file order (official) or random stratified by --seed')
     group.add_argument('--semi_stage2', choices=['full', 'subset'], default='full',
                        help='semi linear stage on all training labels (official) or the labelled subset')
+    parser.set_defaults(sbu_true_depth=None, masked_mean=None)  # unset: the checkpoint's choice stands
     config_defaults(parser, config)
     args = parser.parse_args(argv)
     if args.mode != 'supervise' and not args.model_path:

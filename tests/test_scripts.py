@@ -177,3 +177,13 @@ def test_every_option_has_help():
             argparse.ArgumentParser.parse_args = real
         missing = [a.dest for a in parsers[-1]._actions if a.help is None]
         assert not missing, f'{build}: options without help: {missing}'
+
+
+def test_evaluation_keeps_the_checkpoints_data_choices(data_root, tmp_path):
+    pretrain.main(pretrain.parse_option(['--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
+                                         '--sbu_true_depth', '--masked_mean', '--out_dir', str(tmp_path),
+                                         '--quiet', '--no_plots']))
+    args = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'ckpt_epoch_1.pth')])
+    opts = linEval.resolve_options(args)
+    assert opts['sbu_true_depth'] is True and opts['masked_mean'] is True
+    assert opts['encoder'].pooling == 'masked_mean'
