@@ -1,0 +1,20 @@
+"""reproduce.py --quick: the machinery runs every protocol step and tabulates it (not the numbers)."""
+import json
+
+import reproduce
+
+
+def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path):
+    out = tmp_path / 'results'
+    reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
+    for config in ('faithful', 'corrected'):
+        files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
+        assert files == sorted(f'fold0-seed1-{e}.json' for e in reproduce.EVALUATIONS)
+    corrected = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10-random.json').read_text())
+    assert corrected['select'] == 'last' and corrected['labelled'] == 8 * 2
+    assert '--semi_sampling random' in corrected['command'] and '--semi_stage2 subset' in corrected['command']
+    table = (out / 'README.md').read_text()
+    assert '| sbu | faithful | linear |' in table and '| sbu | corrected | supervise |' in table
+    mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
+    reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
+    assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
