@@ -110,7 +110,8 @@ def train_one_epoch(model, data, optimizer, device, desc, quiet):
     """One pass over data (yielding x, y, ...): returns mean loss and top-1 % on the training batches."""
     model.train()
     loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-    for batch in tqdm(data, desc=desc, leave=False, disable=quiet):
+    bar = tqdm(data, desc=desc, leave=False, disable=quiet)
+    for step, batch in enumerate(bar):
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
@@ -120,6 +121,8 @@ def train_one_epoch(model, data, optimizer, device, desc, quiet):
         loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
+        if not quiet and step % 20 == 0:
+            bar.set_postfix(loss=f'{loss.item():.3f}')
     return loss_sum.item() / seen, 100 * correct.item() / seen
 
 
