@@ -248,8 +248,8 @@ def main(args):
     splits = load_splits(opts)
     (train_x, train_y), _ = splits
     if args.batch_size * world > len(train_y):
-        raise DataError(f"--batch_size {args.batch_size} x {world} processes is larger than the "
-                        f"{len(train_y)} training samples")
+        times = f" x {world} processes" if world > 1 else ''
+        raise DataError(f"--batch_size {args.batch_size}{times} is larger than the {len(train_y)} training samples")
     out = [make_out_dir(args.out_dir, args.dataset) if rank == 0 else None]
     if world > 1:
         torch.distributed.broadcast_object_list(out)  # the same run folder on every rank
