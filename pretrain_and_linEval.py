@@ -23,8 +23,8 @@ from dataset import PRESETS, SkeletonDataset
 from linEval import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
                      milestones, protocol_options, summary_line, write_plots)
 from runs import (CheckpointError, MetricsLog, RunLog, common_options, config_defaults, load_checkpoint,
-                  make_out_dir, read_config, resolve_device, rng_state, save_checkpoint, set_rng_state, set_seed,
-                  write_json)
+                  make_out_dir, read_config, read_metrics, resolve_device, rng_state, save_checkpoint,
+                  set_rng_state, set_seed, write_json)
 from model import MomentumContrast
 
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
@@ -130,9 +130,11 @@ def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, de
             logits, labels = (ddp or model)(x_q, x_k)
             if world == 1:
                 loss = F.cross_entropy(logits.float(), labels)
+                batch_loss = loss
             else:  # this rank's sum / global batch * world: DDP's gradient average is the global mean
-                loss = F.cross_entropy(logits.float(), labels, reduction='sum')
-                loss = loss * world / distributed.global_count(len(labels), loss.device)
+                loss_sum = F.cross_entropy(logits.float(), labels, reduction='sum')
+                batch_loss = loss_sum.detach() / len(labels)
+                loss = loss_sum * world / distributed.global_count(len(labels), loss_sum.device)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         if update:
@@ -143,7 +145,7 @@ def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, de
             model.momentum_update()
         step += 1
         n = len(labels)
-        batch_loss = F.cross_entropy(logits.detach().float(), labels).item() if world > 1 else loss.item()
+        batch_loss = batch_loss.item()
         sums += torch.tensor([batch_loss * n, logits[:, 0].sum().item(), (logits.argmax(1) == 0).sum().item(), n],
                              dtype=torch.float64)
         bar.set_postfix(loss=f'{batch_loss:.3f}')
@@ -271,7 +273,7 @@ def main(args):
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
                   model_path=str(eval_path))
     if not args.no_plots:
-        write_plots(out, result, features, args.dataset, MetricsLog(out).rows())
+        write_plots(out, result, features, args.dataset, read_metrics(out))
     write_json(result, out / 'results.json')
     log(summary_line(f"{args.dataset} linear eval", result) + f" -> {out / 'results.json'}", always=True)
     return result

@@ -173,6 +173,8 @@ class MetricsLog:
                 self.writer.add_scalar(f'pretrain/{key}', row[key], row['step'])
             self.writer.flush()
 
-    def rows(self):
-        with open(self.path) as f:
-            return list(csv.DictReader(f))
+
+def read_metrics(out_dir):
+    """The rows of <out_dir>/metrics.csv as dicts of strings."""
+    with open(Path(out_dir) / 'metrics.csv') as f:
+        return list(csv.DictReader(f))
