@@ -3,8 +3,12 @@
 Every augmentation has the signature `fn(x, rng, **params) -> x` with its parameters explicit
 as keyword defaults (the official values) and `rng` a `numpy.random.Generator`. A chain is
 named by underscore-joined official tokens, e.g. `subtract_randomFlip_shear`, and built with
-`build_transform`; `TwoViews` draws the query and key views independently.
+`build_transform`; `token:value` sets an augmentation's first parameter (`shear:0.5`,
+`cropResize:0.5`). `TwoViews` draws the query and key views independently.
 """
+import functools
+import inspect
+
 import numpy as np
 
 
@@ -80,6 +84,18 @@ def joint_mask(x, rng, joints=(5, 15), frames_short=(20, 50), frames_long=(50, 1
     return out
 
 
+def crop_resize(x, rng, min_ratio=0.5):
+    """Random temporal window of U(min_ratio, 1) of the sequence, linearly resized back to its T frames
+    ('cropResize'; not in the official code: AimCLR's valid_crop_resize on fixed-length input)."""
+    t = x.shape[1]
+    width = rng.uniform(min_ratio, 1) * (t - 1)
+    pos = rng.uniform(0, t - 1 - width) + np.linspace(0, 1, t) * width
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (pos - i0).astype(np.float32)[None, :, None, None]
+    return x[:, i0] * (1 - w) + x[:, i1] * w
+
+
 def channel_mask(x, rng):
     """Zero one coordinate channel, chosen uniformly, over all frames/joints/persons ('zeroOutAxis')."""
     out = x.copy()
@@ -90,7 +106,7 @@ def channel_mask(x, rng):
 AUGMENTATIONS = {  # official token -> function
     'subtract': center, 'randomFlip': reverse, 'shear': shear, 'rotate': rotate,
     'gausNoise': gaussian_noise, 'gausFilter': gaussian_blur,
-    'zeroOutJoints': joint_mask, 'zeroOutAxis': channel_mask,
+    'zeroOutJoints': joint_mask, 'zeroOutAxis': channel_mask, 'cropResize': crop_resize,
 }
 
 
@@ -108,19 +124,30 @@ class Compose:
         return x.contiguous() if hasattr(x, 'contiguous') else np.ascontiguousarray(x, dtype=np.float32)
 
     def __repr__(self):
-        return f"Compose(frames={self.frames}, {[f.__name__ for f in self.fns]})"
+        return f"Compose(frames={self.frames}, {[getattr(f, '__name__', repr(f)) for f in self.fns]})"
 
 
 def parse_chain(name, registry=AUGMENTATIONS):
-    """'subtract_randomFlip_shear' -> [center, reverse, shear]; 'None' -> []. 'subtract1' = 'subtract'."""
+    """'subtract_randomFlip_shear:0.5' -> [center, reverse, shear(amplitude=0.5)]; 'None' -> [].
+    'subtract1' = 'subtract' (the official eval chain's spelling)."""
     if name in ('None', ''):
         return []
     fns = []
     for token in name.replace(',', '_').split('_'):
-        token = token.rstrip('0123456789')  # the official eval chain is spelled 'subtract1'
+        token, _, value = token.partition(':')
+        token = token.rstrip('0123456789')
         if token not in registry:
             raise ValueError(f"unknown augmentation {token!r} in {name!r}; known: {', '.join(registry)}")
-        fns.append(registry[token])
+        fn = registry[token]
+        if value:
+            params = list(inspect.signature(fn).parameters)[2:]
+            if not params:
+                raise ValueError(f"augmentation {token!r} in {name!r} takes no parameter")
+            try:
+                fn = functools.partial(fn, **{params[0]: float(value)})
+            except ValueError:
+                raise ValueError(f"{token}:{value} in {name!r}: the parameter must be a number") from None
+        fns.append(fn)
     return fns
 
 

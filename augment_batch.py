@@ -86,10 +86,23 @@ def channel_mask(x, g):
     return x * keep[:, :, None, None, None].to(x.dtype)
 
 
+def crop_resize(x, g, min_ratio=0.5):
+    n, _, t = x.shape[:3]
+    width = _uniform(x, g, (n, 1), min_ratio, 1) * (t - 1)
+    pos = _uniform(x, g, (n, 1), 0, 1) * (t - 1 - width) + torch.linspace(0, 1, t, device=x.device, dtype=x.dtype) * width
+    i0 = pos.floor().long().clamp(max=t - 1)
+    i1 = (i0 + 1).clamp(max=t - 1)
+    w = (pos - i0)[:, None, :, None, None]
+
+    def take(idx):
+        return x.gather(2, idx[:, None, :, None, None].expand(-1, x.shape[1], -1, *x.shape[3:]))
+    return take(i0) * (1 - w) + take(i1) * w
+
+
 BATCH_AUGMENTATIONS = {
     'subtract': center, 'randomFlip': reverse, 'shear': shear, 'rotate': rotate,
     'gausNoise': gaussian_noise, 'gausFilter': gaussian_blur,
-    'zeroOutJoints': joint_mask, 'zeroOutAxis': channel_mask,
+    'zeroOutJoints': joint_mask, 'zeroOutAxis': channel_mask, 'cropResize': crop_resize,
 }
 
 

@@ -8,6 +8,7 @@ arrays are memory-mapped, never read whole into RAM.
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,10 @@ import torch.utils.data
 
 from data import DataError, check_finite, nucla_json, sbu_text
 
-_NTU = dict(joints=25, persons=2, frames=150, hidden_units=256, lstm_layer=1, nce_k=16384,
+# body_joints: (centre, lower spine, upper spine, left shoulder, right shoulder) joint indices, used by
+# the body-centred, view-normalised preprocessing of preprocess.py (SBU/UWA3D: OpenNI 15-joint order
+# head, neck, torso, l-shoulder, ...; N-UCLA: Kinect v1 20-joint order; NTU: Kinect v2 25-joint order).
+_NTU = dict(joints=25, persons=2, frames=150, body_joints=(1, 0, 20, 4, 8), hidden_units=256, lstm_layer=1, nce_k=16384,
             batch_size=32, lr_decay_epochs='30,70', num_workers=4,
             source='https://rose1.ntu.edu.sg/dataset/actionRecognition/ (raw skeletons, then '
                    '`python -m data.prepare_ntu`)')
@@ -24,15 +28,15 @@ PRESETS = {
     'ntu60_xview': dict(_NTU, classes=60),
     'ntu120_xsub': dict(_NTU, classes=120),
     'ntu120_xsetup': dict(_NTU, classes=120),
-    'sbu': dict(joints=15, persons=2, classes=8, frames=40, hidden_units=128, lstm_layer=2, nce_k=200,
+    'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6), hidden_units=128, lstm_layer=2, nce_k=200,
                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=0,
                 source='https://www3.cs.stonybrook.edu/~kyun/research/kinect_interaction/ '
                        '(the "clean" version: s01s02/ ... s07s03/ folders)'),
-    'ucla': dict(joints=20, persons=1, classes=10, frames=60, hidden_units=256, lstm_layer=1, nce_k=500,
+    'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8), hidden_units=256, lstm_layer=1, nce_k=500,
                  batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1,
                  source='the N-UCLA `all_sqe` json release used by Shift-GCN / CTR-GCN '
                         '(NW-UCLA link in their READMEs)'),
-    'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, hidden_units=256, lstm_layer=1, nce_k=500,
+    'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, body_joints=(2, 2, 1, 3, 6), hidden_units=256, lstm_layer=1, nce_k=500,
                   batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=5, test_view=2,
                   source='http://staffhome.ecm.uwa.edu.au/~00053650/databases.html, arranged as the '
                          'AS-CAL arrays (README, "Data")'),
@@ -92,17 +96,19 @@ def load_sbu(folder, true_depth, cache_dir):
 
 
 def load_nucla(folder, cache_dir):
-    """All N-UCLA sequences -> dict(data (N, 3, T_max, 20, 1), label, group = view 1..3)."""
+    """All N-UCLA sequences -> dict(data (N, 3, T_max, 20, 1), label, group = view 1..3, subject 1..10)."""
     paths = nucla_json.find_sequences(folder)
 
     def build():
         seqs, labels, views = zip(*(nucla_json.read_sequence(p) for p in paths))
-        return dict(data=_pad_stack(seqs), label=np.array(labels), group=np.array(views))
-    return _cached('nucla', paths, build, cache_dir)
+        subjects = [int(re.search(r'_s(\d+)_', p.name).group(1)) for p in paths]
+        return dict(data=_pad_stack(seqs), label=np.array(labels), group=np.array(views), subject=np.array(subjects))
+    return _cached('nucla-v2', paths, build, cache_dir)
 
 
 def load_array(data_path, label_path, joints, persons, classes):
-    """A (N, C, T, V[, M]) .npy (memory-mapped) and its (names, labels) pickle, validated."""
+    """A (N, C, T, V[, M]) .npy (memory-mapped) and its (names, labels) pickle, validated:
+    (data, labels, NTU performer ids or None)."""
     for path in (data_path, label_path):
         if not Path(path).is_file():
             raise DataError(f"{path}: file not found")
@@ -119,10 +125,17 @@ def load_array(data_path, label_path, joints, persons, classes):
             record = pickle.load(f, encoding='latin1')
         except Exception as err:
             raise DataError(f"{label_path}: not a (names, labels) pickle ({err})") from None
-    labels = np.asarray(record[1] if isinstance(record, (tuple, list)) and len(record) == 2 else record)
+    names = record[0] if isinstance(record, (tuple, list)) and len(record) == 2 else None
+    labels = np.asarray(record[1] if names is not None else record)
     if labels.ndim != 1 or len(labels) != len(data):
         raise DataError(f"{label_path}: {labels.size} labels for {len(data)} samples in {data_path}")
-    return data[..., :persons], _check_labels(labels, classes, label_path)
+    return data[..., :persons], _check_labels(labels, classes, label_path), _performers(names, len(labels))
+
+
+def _performers(names, n):
+    """NTU performer ids (the P of SxxxCxxxPxxxRxxxAxxx) of each sample, or None if the names lack them."""
+    found = [re.search(r'P(\d{3})', str(name)) for name in (names if names is not None and len(names) == n else [])]
+    return np.array([int(m.group(1)) for m in found]) if found and all(found) else None
 
 
 def _check_labels(labels, classes, source):
@@ -134,8 +147,10 @@ def _check_labels(labels, classes, source):
 
 
 def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_depth=False,
-               cache_dir=Path('~/.cache/ascal').expanduser()):
-    """(data (N, C, T, V, M), labels (N,)) for split 'train' or 'val' of one dataset/protocol."""
+               cache_dir=Path('~/.cache/ascal').expanduser(), with_groups=False):
+    """(data (N, C, T, V, M), labels (N,)) for split 'train' or 'val' (the test split) of one
+    dataset/protocol; with_groups adds the groups a validation part must keep whole (see
+    `validation_split`): SBU fold, N-UCLA subject, NTU performer, None (UWA3D)."""
     if split not in ('train', 'val'):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
     preset = PRESETS[dataset]
@@ -152,7 +167,13 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
         chosen = np.isin(arrays['group'], held_out) == (split == 'val')
         data = arrays['data'][chosen]
         check_finite(data, folder)
-        return data, _check_labels(arrays['label'][chosen], preset['classes'], folder)
+        labels = _check_labels(arrays['label'][chosen], preset['classes'], folder)
+        if dataset == 'sbu':
+            fold_of_set = {s: f for f, sets in enumerate(sbu_text.FOLDS) for s in sets}
+            groups = np.array([fold_of_set[s] for s in arrays['group'][chosen]])
+        else:
+            groups = arrays['subject'][chosen]
+        return (data, labels, groups) if with_groups else (data, labels)
     if dataset == 'uwa3d':
         if fold not in range(len(UWA3D_TRAIN_VIEWS)):
             raise DataError(f"--fold {fold}: UWA3D has folds 0..{len(UWA3D_TRAIN_VIEWS) - 1}")
@@ -162,8 +183,31 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
             raise DataError(f"--test_view {test_view}: UWA3D fold {fold} tests on views {test[0]} or {test[1]}")
         folder = folder / f'train{train}_test{test}'
         folder = folder / (f'training_{train}' if split == 'train' else f'test_{test_view}')
-    return load_array(folder / f'{split}_data.npy', folder / f'{split}_label.pkl',
-                      preset['joints'], preset['persons'], preset['classes'])
+    data, labels, performers = load_array(folder / f'{split}_data.npy', folder / f'{split}_label.pkl',
+                                          preset['joints'], preset['persons'], preset['classes'])
+    return (data, labels, performers) if with_groups else (data, labels)
+
+
+def validation_split(labels, groups, seed, fraction=0.2):
+    """Cut a training split into (train indices, validation indices) without leakage.
+
+    Whole groups are held out (SBU: one of the training folds; N-UCLA: subjects, so no performance
+    filmed by three cameras is on both sides; NTU: performers), round(fraction * groups), at least
+    one, chosen by `seed`. With groups None (UWA3D, whose arrays carry no subject ids) a seeded
+    stratified `fraction` of each class is held out instead.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:max(1, round(fraction * (labels == c).sum()))]
+                               for c in np.unique(labels)])
+        val = np.isin(np.arange(len(labels)), held)
+    else:
+        ids = np.unique(groups)
+        if len(ids) < 2:
+            raise DataError(f"a validation split needs at least two groups (subjects/folds), found {len(ids)}")
+        chosen = rng.choice(ids, min(len(ids) - 1, max(1, round(fraction * len(ids)))), replace=False)
+        val = np.isin(groups, chosen)
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
 class SkeletonDataset(torch.utils.data.Dataset):

@@ -6,300 +6,18 @@
     python linEval.py --mode knn --model_path runs/sbu-.../ckpt_epoch_60.pth --knn_k 1
 
 Everything the checkpoint knows (dataset, sizes, frames, augmentation) is read from it.
-The training/evaluation loops and the lr schedule here are shared with pretrain_and_linEval.py.
+The protocols themselves live in evaluation.py, shared with pretrain_and_linEval.py.
 """
 import argparse
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.neighbors import KNeighborsClassifier
-from tqdm import tqdm
-
-import augment
 from data import DataError
-from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split
-from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder
+from dataset import PRESETS
+from evaluation import (SCHEDULES, SEMI_SCHEDULES, evaluate_frozen, frozen_features, knn_top1, load_encoder,
+                        load_splits, protocol_options, run_semi, run_supervise, summary_line, write_plots)
 from runs import (CheckpointError, RunLog, common_options, config_defaults, load_checkpoint, make_out_dir,
-                  read_config, resolve_device, save_checkpoint, set_seed, write_json)
-
-# Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
-SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
-             'supervise': (0.01, 200, '30,80')}
-SEMI_SCHEDULES = [(0.01, (0.01, 35, '15,30')), (0.1, (0.01, 15, '8')), (1.0, (0.01, 10, '7'))]
-
-
-def milestones(text):
-    return [int(e) for e in str(text).split(',') if e.strip()]
-
-
-def adjust_learning_rate(optimizer, epoch, base_lr, decay_epochs, rate):
-    """Step decay at 1-based epoch: lr = base_lr * rate ** #{d in decay_epochs: epoch > d}."""
-    lr = base_lr * rate ** sum(epoch > d for d in decay_epochs)
-    for group in optimizer.param_groups:
-        group['lr'] = lr
-    return lr
-
-
-def accuracy(logits, target, topk=(1, 5)):
-    """Number of samples whose target is among the top-k logits, for each k (k capped at classes)."""
-    top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
-    hit = top == target[:, None]
-    return [hit[:, :k].any(1).sum().item() for k in topk]
-
-
-def build_encoder(opts):
-    """LSTMEncoder for a dict of resolved options (dataset, hidden_units, lstm_layer, masked_mean)."""
-    preset = PRESETS[opts['dataset']]
-    return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'],
-                       'masked_mean' if opts.get('masked_mean') else 'mean')
-
-
-def load_encoder(ckpt, path):
-    """The query encoder of a pretraining checkpoint, loaded strictly."""
-    encoder = build_encoder(ckpt['args'])
-    state = {k[len('encoder_q.'):]: v for k, v in ckpt['model'].items() if k.startswith('encoder_q.')}
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: encoder weights do not fit the options stored with it: "
-                              f"{str(err).splitlines()[-1].strip()}") from None
-    return encoder
-
-
-def protocol_options(group):
-    """How the reported accuracy is chosen and how frozen features are computed."""
-    group.add_argument('--select', choices=['best', 'last'], default='best',
-                       help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
-    group.add_argument('--lin_features', choices=['cache', 'recompute'], default='cache',
-                       help='linear evaluation: extract frozen features once, or on every epoch (official, slow)')
-    group.add_argument('--knn_k', type=int, default=1, help='neighbours of the cosine KNN evaluation')
-
-
-def load_splits(opts):
-    """(train, val) as (data, labels) pairs for a dict of resolved options."""
-    return [load_split(opts['dataset'], opts['data_root'], split, opts.get('fold'), opts.get('test_view'),
-                       opts.get('sbu_true_depth', False), opts['cache_dir']) for split in ('train', 'val')]
-
-
-# ---------------------------------------------------------------- training and evaluation loops
-def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu'), rank=0, world=1):
-    """DataLoader over IndexBatches (seeded order; this rank's chunk of each batch); pinned memory for a GPU."""
-    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, rank, world)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
-                                       pin_memory=device.type == 'cuda')
-
-
-class FeatureBatches:
-    """(features, labels) batches of cached tensors, in the order of IndexBatches(n, batch_size, shuffle, seed)."""
-
-    def __init__(self, features, labels, batch_size, shuffle, seed=0):
-        self.features, self.labels = features, labels
-        self.batches = IndexBatches(len(labels), batch_size, shuffle, seed)
-
-    def __iter__(self):
-        return ((self.features[idx], self.labels[idx]) for idx in self.batches.tensors())
-
-    def __len__(self):
-        return len(self.batches)
-
-
-def train_one_epoch(model, data, optimizer, device, desc, quiet):
-    """One pass over data (yielding x, y, ...): returns mean loss and top-1 % on the training batches."""
-    model.train()
-    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-    bar = tqdm(data, desc=desc, leave=False, disable=quiet)
-    for step, batch in enumerate(bar):
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if not quiet and step % 20 == 0:
-            bar.set_postfix(loss=f'{loss.item():.3f}')
-    return loss_sum.item() / seen, 100 * correct.item() / seen
-
-
-@torch.no_grad()
-def evaluate(model, data, device, quiet=False):
-    """Top-1 and top-5 % of model on data."""
-    model.eval()
-    hits, seen = np.zeros(2), 0
-    for batch in tqdm(data, desc='test', leave=False, disable=quiet):
-        x, y = batch[0].to(device), batch[1].to(device)
-        hits += accuracy(model(x), y)
-        seen += len(y)
-    return (100 * hits / seen).tolist()
-
-
-def fit(model, params, train, val, schedule, device, log, name, quiet=False):
-    """SGD (momentum 0.9, nesterov, no weight decay) with step decay 0.5 over `schedule`=(lr, epochs,
-    decay). Returns the per-epoch history and the state with the best *training* top-1."""
-    lr, epochs, decay = schedule
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0)
-    history, best_state, best_train = [], None, -1.0
-    for epoch in range(1, epochs + 1):
-        current = adjust_learning_rate(optimizer, epoch, lr, milestones(decay), 0.5)
-        loss, train_top1 = train_one_epoch(model, train, optimizer, device, f'{name} {epoch}/{epochs}', quiet)
-        top1, top5 = evaluate(model, val, device, quiet) if val is not None else (float('nan'),) * 2
-        history.append(dict(epoch=epoch, lr=current, loss=loss, train_top1=train_top1, top1=top1, top5=top5))
-        log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f} "
-            f"test@1 {top1:.2f} test@5 {top5:.2f}")
-        if train_top1 > best_train:
-            best_train, best_state = train_top1, {k: v.clone() for k, v in model.state_dict().items()}
-    return history, best_state
-
-
-def summarise(history, select):
-    """Best-over-epochs (official, selects on the test set) and last-epoch accuracies."""
-    best = max(history, key=lambda h: h['top1'])
-    last = history[-1]
-    chosen = best if select == 'best' else last
-    return dict(top1=chosen['top1'], top5=chosen['top5'], top1_best=best['top1'], top5_best=best['top5'],
-                best_epoch=best['epoch'], top1_last=last['top1'], top5_last=last['top5'], select=select)
-
-
-@torch.no_grad()
-def extract_features(encoder, dataset, device, num_workers=0, quiet=False, batch_size=256):
-    """Frozen CAE features (N, D) and labels (N,) on the CPU, in dataset order."""
-    encoder.eval()
-    feats, labels = [], []
-    data = loader(dataset, batch_size, False, 0, num_workers, device)
-    for x, y, _ in tqdm(data, desc='features', leave=False, disable=quiet):
-        feats.append(encoder(x.to(device)).float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
-
-
-def eval_datasets(splits, opts):
-    """Train and val SkeletonDatasets with the deterministic evaluation transform."""
-    frames, aug = opts['selected_frames'], eval_chain(opts)
-    return [SkeletonDataset(d, lab, frames, augment.build_transform(aug, frames), source=opts['dataset'])
-            for d, lab in splits]
-
-
-def frozen_features(encoder, splits, opts, device):
-    """[(train features (N, D), labels), (val features, labels)] of the frozen encoder, extracted once."""
-    return [extract_features(encoder, s, device, opts.get('num_workers') or 0, opts.get('quiet', False))
-            for s in eval_datasets(splits, opts)]
-
-
-def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None):
-    """Train a linear classifier on the frozen encoder (SPEC §5.1). The evaluation transform is
-    deterministic, so features are extracted once (`lin_features='cache'`, or passed in as
-    `features`); 'recompute' runs the encoder on every batch of every epoch as the official code
-    does, with the same result.
-
-    splits: ((train data, labels), (val data, labels)). Returns summarise() of the history.
-    """
-    classifier = (classifier or LinearClassifier(encoder.hidden_size, PRESETS[opts['dataset']]['classes'])).to(device)
-    batch, seed, workers = opts['lin_batch_size'], opts['seed'], opts.get('num_workers') or 0
-    if opts.get('lin_features', 'cache') == 'cache':
-        (train_x, train_y), (val_x, val_y) = features or frozen_features(encoder, splits, opts, device)
-        model = classifier
-        train_batches = FeatureBatches(train_x.to(device), train_y.to(device), batch, True, seed)
-        val_batches = FeatureBatches(val_x.to(device), val_y.to(device), 1024, False)
-    else:
-        train, val = eval_datasets(splits, opts)
-        model = FrozenEncoderClassifier(encoder, classifier)
-        train_batches = loader(train, batch, True, seed, workers, device)
-        val_batches = loader(val, 1024, False, 0, workers, device)
-    schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
-    history, _ = fit(model, classifier.parameters(), train_batches, val_batches, schedule, device, log, 'linear',
-                     opts.get('quiet', False))
-    return dict(summarise(history, opts['select']), history=history)
-
-
-def evaluate_frozen(encoder, splits, opts, device, log):
-    """Linear evaluation and cosine-KNN top-1 of a frozen encoder, sharing one feature extraction.
-    Returns (results, features)."""
-    features = frozen_features(encoder, splits, opts, device)
-    result = linear_evaluation(encoder, splits, opts, device, log, features=features)
-    return dict(result, knn_top1=knn_top1(features, opts['knn_k']), knn_k=opts['knn_k']), features
-
-
-def write_plots(out, result, features, dataset, metrics_rows=None):
-    """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch, t-SNE of test features."""
-    import plots
-    if metrics_rows:
-        plots.plot_loss(metrics_rows, out / 'loss.png')
-    if result.get('history'):
-        plots.plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result.get('mode', 'linear')}")
-    if features is not None:
-        val_x, val_y = features[1]
-        plots.plot_tsne(val_x.numpy(), val_y.numpy(), out / 'tsne.png', f'{dataset}: t-SNE of test CAE features')
-
-
-def knn_top1(features, k):
-    """Top-1 % of a cosine k-nearest-neighbour vote (scikit-learn) of val features among train features."""
-    (train_x, train_y), (val_x, val_y) = features
-    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_y)), metric='cosine', algorithm='brute')
-    knn.fit(train_x.numpy(), train_y.numpy())
-    return float(100 * (knn.predict(val_x.numpy()) == val_y.numpy()).mean())
-
-
-def eval_chain(opts):
-    """Evaluation transform: centring only ('subtract1'), or 'None' if pretraining used no augmentation."""
-    return 'None' if opts.get('aug1', 'subtract') == 'None' else 'subtract'
-
-
-# ---------------------------------------------------------------- the three protocols
-def semi_subset(labels, rate, classes, sampling, seed):
-    """Indices of the labelled subset: int(rate * N / classes) per class, either the first ones in
-    file order (official) or a random stratified draw fixed by seed."""
-    per_class = int(rate * len(labels) / classes)
-    if per_class < 1:
-        raise DataError(f"--semi_rate {rate}: {len(labels)} training samples / {classes} classes "
-                        "leaves no labelled sample per class")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in range(classes):
-        members = np.flatnonzero(labels == c)
-        chosen.append(members[:per_class] if sampling == 'first' else
-                      rng.choice(members, min(per_class, len(members)), replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
-def run_semi(encoder, splits, opts, device, log, out):
-    """Stage 1: fine-tune encoder + classifier on the labelled subset, keep the best-training-accuracy
-    state. Stage 2: linear evaluation of that frozen encoder, its classifier as the start, on the full
-    labelled training set (official, SPEC §5.3) or on the subset only (`--semi_stage2 subset`)."""
-    (train_x, train_y), val = splits
-    classes = PRESETS[opts['dataset']]['classes']
-    subset = semi_subset(train_y, opts['semi_rate'], classes, opts['semi_sampling'], opts['seed'])
-    log(f"semi: {len(subset)} labelled samples ({opts['semi_sampling']} per class) of {len(train_y)}")
-    labelled, _ = eval_datasets(((train_x[subset], train_y[subset]), val), opts)
-    model = EncoderClassifier(encoder, classes).to(device)
-    schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
-    history, best_state = fit(model, model.parameters(), loader(labelled, opts['batch_size'], True, opts['seed']),
-                              None, schedule, device, log, 'semi-finetune', opts['quiet'])
-    save_checkpoint(dict(args=opts, model=best_state), out / 'semi_ft_best.pth')
-    model.load_state_dict(best_state)
-    classifier = LinearClassifier(encoder.hidden_size, classes)
-    classifier.classifier.load_state_dict(model.classifier.state_dict())
-    stage2 = splits if opts['semi_stage2'] == 'full' else ((train_x[subset], train_y[subset]), val)
-    lin_opts = dict(opts, lin_learning_rate=SCHEDULES['eval'][0], lin_lr_decay_epochs=SCHEDULES['eval'][2],
-                    lin_batch_size=opts['batch_size'])
-    result = linear_evaluation(model.encoder, stage2, lin_opts, device, log, classifier)
-    return dict(result, labelled=len(subset), finetune_history=history)
-
-
-def run_supervise(splits, opts, device, log):
-    """Train encoder + classifier from scratch on all training labels (SPEC §5.4)."""
-    train, val = eval_datasets(splits, opts)
-    model = EncoderClassifier(build_encoder(opts), PRESETS[opts['dataset']]['classes']).to(device)
-    schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
-    workers = opts['num_workers']
-    history, _ = fit(model, model.parameters(), loader(train, opts['batch_size'], True, opts['seed'], workers, device),
-                     loader(val, 256, False, 0, workers, device), schedule, device, log, 'supervise', opts['quiet'])
-    return dict(summarise(history, opts['select']), history=history)
-
+                  read_config, resolve_device, set_seed, write_json)
 
 def parse_option_lin_eval(argv=None):
     """Options: command line > --config file > official per-mode values."""
@@ -376,7 +94,7 @@ def main(args):
     set_seed(args.seed)
     opts = resolve_options(args)
     encoder = opts.pop('encoder', None)
-    splits = load_splits(opts)
+    splits, groups = load_splits(opts)
     if opts['batch_size'] > len(splits[0][1]):
         raise DataError(f"--batch_size {opts['batch_size']} is larger than the {len(splits[0][1])} training samples")
     out = make_out_dir(args.out_dir, f"{opts['dataset']}-{args.mode}")
@@ -395,7 +113,7 @@ def main(args):
         result = dict(top1=top1, top5=None, top1_best=top1, top1_last=top1, top5_last=None, knn_top1=top1,
                       knn_k=opts['knn_k'])
     else:
-        result, features = evaluate_frozen(encoder.to(device), splits, opts, device, log)
+        result, features = evaluate_frozen(encoder.to(device), splits, groups, opts, device, log)
     result = dict(dataset=opts['dataset'], mode=args.mode, **result, epochs=opts['epochs'], seed=args.seed,
                   seconds=round(time.time() - start, 2), model_path=args.model_path)
     if not args.no_plots:
@@ -403,17 +121,6 @@ def main(args):
     write_json(result, out / 'results.json')
     log(summary_line(f"{opts['dataset']} {args.mode}", result) + f" -> {out / 'results.json'}", always=True)
     return result
-
-
-def summary_line(name, result):
-    """One line: top-1 (and best/last, top-5, KNN where there are such)."""
-    line = f"{name}: top1 {result['top1']:.2f}"
-    if result.get('best_epoch') is not None:
-        line += (f" (best {result['top1_best']:.2f} @ epoch {result['best_epoch']}, last {result['top1_last']:.2f})"
-                 f" top5 {result['top5']:.2f}")
-    if result.get('knn_top1') is not None:
-        line += f" knn@{result['knn_k']} {result['knn_top1']:.2f}"
-    return line
 
 
 if __name__ == '__main__':

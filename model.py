@@ -14,27 +14,35 @@ POOLINGS = ('mean', 'masked_mean', 'last', 'sum')
 
 
 class LSTMEncoder(nn.Module):
-    """Unidirectional LSTM over flattened skeleton frames, pooled over time into the CAE.
+    """Recurrent encoder over flattened skeleton frames, pooled over time into the CAE.
 
-    Input (N, C, T, V, M) -> LSTM input (T, N, C*V*M) with feature index c*V*M + v*M + m.
-    Output (N, hidden_size): `mean` of all T outputs (official, padded frames included),
-    `masked_mean` (only frames that are not all-zero padding), `last` or `sum`.
-    The LSTM keeps the official attribute name `bi_lstm` so state-dict keys match.
+    Input (N, C, T, V, M) -> RNN input (T, N, C*V*M) with feature index c*V*M + v*M + m
+    (with `motion`, frame differences x_t - x_{t-1} are appended as C more channels first).
+    Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional): `mean` of all T outputs
+    (official, padded frames included), `masked_mean` (only frames that are not all-zero padding),
+    `last` or `sum`. Official: unidirectional LSTM, no motion. The RNN keeps the official attribute
+    name `bi_lstm` so state-dict keys match.
     """
 
-    def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean'):
+    def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean', cell='lstm',
+                 bidirectional=False, motion=False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
-        self.input_size, self.hidden_size, self.pooling = input_size, hidden_size, pooling
-        self.bi_lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers)
+        self.input_size, self.hidden_size, self.pooling, self.motion = input_size, hidden_size, pooling, motion
+        self.out_dim = hidden_size * (2 if bidirectional else 1)
+        rnn = {'lstm': nn.LSTM, 'gru': nn.GRU}[cell]
+        self.bi_lstm = rnn(input_size * (2 if motion else 1), hidden_size, num_layers=num_layers,
+                           bidirectional=bidirectional)
 
     def forward(self, x):
         n, c, t, v, m = x.shape
         if c * v * m != self.input_size:
             raise ValueError(f"encoder expects C*V*M = {self.input_size}, got input of shape {tuple(x.shape)}")
-        seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, c * v * m)  # (T, N, C*V*M)
-        out, _ = self.bi_lstm(seq)  # (T, N, H)
+        if self.motion:
+            x = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+        seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, -1)  # (T, N, C*V*M)
+        out, _ = self.bi_lstm(seq)  # (T, N, out_dim)
         if self.pooling == 'mean':
             return out.mean(0)
         if self.pooling == 'sum':
@@ -52,17 +60,23 @@ class MomentumContrast(nn.Module):
     (theta_k <- alpha theta_k + (1 - alpha) theta_q, alpha=0.999). queue: (K, D) buffer initialised
     U(-s, s), s = 1/sqrt(D/3); queue_ptr: next row to overwrite (wraps, any batch size).
     temperature 0.06. `l2norm` normalises q, k (and hence the queue); the official code does not.
+    `head_dim` > 0 adds a 2-layer MLP projection head (out_dim -> out_dim -> head_dim) on both
+    encoders (its key copy momentum-updated too), used for the loss only (official: none).
     `gather_keys` (data-parallel runs) turns this process's keys into every process's keys before
     they are enqueued.
     """
 
-    def __init__(self, encoder, dim, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False,
-                 gather_keys=None):
+    def __init__(self, encoder, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False,
+                 gather_keys=None, head_dim=0):
         super().__init__()
         self.temperature, self.alpha, self.l2norm, self.gather_keys = temperature, alpha, l2norm, gather_keys
         self.encoder_q = encoder
-        self.encoder_k = copy.deepcopy(encoder)
-        for p in self.encoder_k.parameters():
+        dim = encoder.out_dim
+        self.head_q = (nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, head_dim))
+                       if head_dim else nn.Identity())
+        dim = head_dim or dim
+        self.encoder_k, self.head_k = copy.deepcopy(encoder), copy.deepcopy(self.head_q)
+        for p in self.key_parameters():
             p.requires_grad_(False)
         bound = 1 / math.sqrt(dim / 3)
         self.register_buffer('queue', torch.rand(queue_size, dim).mul_(2 * bound).add_(-bound))
@@ -73,12 +87,19 @@ class MomentumContrast(nn.Module):
         self.encoder_k.eval()  # keys are always computed in eval mode
         return self
 
+    def query_parameters(self):
+        """What SGD trains: the query encoder and its projection head."""
+        return [*self.encoder_q.parameters(), *self.head_q.parameters()]
+
+    def key_parameters(self):
+        return [*self.encoder_k.parameters(), *self.head_k.parameters()]
+
     @torch.no_grad()
     def momentum_update(self):
         """theta_k <- alpha theta_k + (1 - alpha) theta_q, one fused update over all tensors."""
-        k_params = list(self.encoder_k.parameters())
+        k_params = self.key_parameters()
         torch._foreach_mul_(k_params, self.alpha)
-        torch._foreach_add_(k_params, list(self.encoder_q.parameters()), alpha=1 - self.alpha)
+        torch._foreach_add_(k_params, self.query_parameters(), alpha=1 - self.alpha)
 
     @torch.no_grad()
     def _enqueue(self, keys):
@@ -91,9 +112,9 @@ class MomentumContrast(nn.Module):
 
     def forward(self, x_q, x_k):
         """Views (N, C, T, V, M) x2 -> logits (N, 1+K) / temperature, labels (N,) all 0 (positive first)."""
-        q = self.encoder_q(x_q)  # (N, D)
+        q = self.head_q(self.encoder_q(x_q))  # (N, D)
         with torch.no_grad():
-            k = self.encoder_k(x_k)  # (N, D)
+            k = self.head_k(self.encoder_k(x_k))  # (N, D)
         if self.l2norm:
             q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
         l_pos = (q * k).sum(1, keepdim=True)  # (N, 1)
@@ -120,13 +141,14 @@ class LinearClassifier(nn.Module):
 class EncoderClassifier(nn.Module):
     """Encoder + linear layer (PyTorch default init), trained end to end: (N, C, T, V, M) -> (N, classes)."""
 
-    def __init__(self, encoder, classes):
+    def __init__(self, encoder, classes, dropout=0.0):
         super().__init__()
         self.encoder = encoder
-        self.classifier = nn.Linear(encoder.hidden_size, classes)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.out_dim, classes)
 
     def forward(self, x):
-        return self.classifier(self.encoder(x))
+        return self.classifier(self.dropout(self.encoder(x)))
 
 
 class FrozenEncoderClassifier(nn.Module):

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pretrain_and_linEval as pretrain  # noqa: E402
 from dataset import SkeletonDataset, load_array  # noqa: E402
-from linEval import linear_evaluation, load_splits, loader  # noqa: E402
+from evaluation import linear_evaluation, load_splits, loader  # noqa: E402
 from runs import RunLog, resolve_device  # noqa: E402
 from model import LSTMEncoder  # noqa: E402
 
@@ -52,7 +52,7 @@ def time_pretraining(dataset, backend, epochs, device, data_root, tmp, amp='off'
     args = pretrain.parse_option(['--dataset', dataset, '--data_root', data_root, '--aug_backend', backend,
                                   '--epochs', str(epochs), '--warmup_epochs', '0', '--quiet', '--amp', amp,
                                   '--device', device.type, '--save_freq', '1000'])
-    (train_x, train_y), _ = load_splits(vars(args))
+    ((train_x, train_y), _), _ = load_splits(vars(args))
     out = Path(tempfile.mkdtemp(dir=tmp))
     torch.manual_seed(0)
     sync(device)
@@ -66,7 +66,7 @@ def time_linear_eval(dataset, features, epochs, device, data_root, tmp):
     args = pretrain.parse_option(['--dataset', dataset, '--data_root', data_root, '--lin_epochs', str(epochs),
                                   '--lin_features', features, '--quiet', '--device', device.type])
     opts = vars(args)
-    splits = load_splits(opts)
+    splits, _ = load_splits(opts)
     torch.manual_seed(0)
     encoder = LSTMEncoder(3 * splits[0][0].shape[3] * splits[0][0].shape[4], args.hidden_units,
                           args.lstm_layer).to(device)

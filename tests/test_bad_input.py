@@ -89,7 +89,7 @@ def test_nan_in_memory_mapped_sample_is_named(tmp_path):
     data = np.zeros((3, 3, 10, 25, 2), np.float32)
     data[1, 0, 4, 3, 0] = np.nan
     data_path, label_path = write_arrays(tmp_path, data, [0, 1, 2])
-    arrays, labels = load_array(data_path, label_path, 25, 2, 60)
+    arrays, labels, _ = load_array(data_path, label_path, 25, 2, 60)
     dataset = SkeletonDataset(arrays, labels, 10, source=str(data_path))
     dataset[0]
     with pytest.raises(DataError, match=f'{data_path} sample 1: contains NaN'):

@@ -6,7 +6,7 @@ import torch
 
 import augment
 import augment_batch
-import linEval
+import evaluation
 import pretrain_and_linEval as pretrain
 from model import LSTMEncoder
 
@@ -38,7 +38,8 @@ def test_shear_matrices_have_the_same_distribution():
 
 
 @pytest.mark.parametrize('name', ['subtract', 'randomFlip', 'shear', 'rotate', 'gausNoise', 'gausFilter',
-                                  'zeroOutJoints', 'zeroOutAxis', 'subtract_randomFlip_shear'])
+                                  'zeroOutJoints', 'zeroOutAxis', 'subtract_randomFlip_shear', 'cropResize',
+                                  'cropResize:0.5_shear:0.5'])
 def test_batch_augmentation_matches_per_sample_moments(name):
     x = np.random.default_rng(1).normal(size=(3, 24, 15, 2)).astype(np.float32)
     reference, rng = augment.build_transform(name, 20), np.random.default_rng(2)
@@ -65,13 +66,13 @@ def test_batch_augmentation_is_seeded_and_views_differ():
 def test_cached_features_equal_recomputed_features(data_root):
     args = pretrain.parse_option(['--data_root', str(data_root), '--lin_epochs', '6', '--quiet'])
     opts = vars(args)
-    splits = linEval.load_splits(opts)
+    splits, _ = evaluation.load_splits(opts)
     results = []
     for features in ('cache', 'recompute'):
         torch.manual_seed(0)
         encoder = LSTMEncoder(90, 128, 2)
         opts['lin_features'] = features
-        results.append(linEval.linear_evaluation(encoder, splits, opts, torch.device('cpu'), lambda m: None))
+        results.append(evaluation.linear_evaluation(encoder, splits, opts, torch.device('cpu'), lambda m: None))
     cached, recomputed = results
     for a, b in zip(cached['history'], recomputed['history']):
         assert a['loss'] == pytest.approx(b['loss'], rel=1e-4)

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import PRESETS
-from linEval import adjust_learning_rate, milestones
+from evaluation import adjust_learning_rate, milestones
 from model import LSTMEncoder, MomentumContrast
 from pretrain_and_linEval import train_one_epoch
 
@@ -50,7 +50,7 @@ def test_masked_mean_ignores_padded_frames():
 
 def contrast(k=500, dim=16):
     torch.manual_seed(0)
-    return MomentumContrast(LSTMEncoder(6, dim), dim, queue_size=k)
+    return MomentumContrast(LSTMEncoder(6, dim), queue_size=k)
 
 
 def test_queue_init_bound_and_copy():
@@ -87,7 +87,7 @@ def test_logits_positive_first_and_batch_of_one():
 
 
 def test_l2norm_bounds_logits():
-    model = MomentumContrast(LSTMEncoder(6, 16), 16, queue_size=20, l2norm=True)
+    model = MomentumContrast(LSTMEncoder(6, 16), queue_size=20, l2norm=True)
     model.queue.copy_(F.normalize(model.queue, dim=1))
     logits, _ = model(torch.randn(4, 3, 5, 2, 1), torch.randn(4, 3, 5, 2, 1))
     assert logits.abs().max() <= 1 / 0.06 + 1e-4

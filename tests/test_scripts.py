@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation
 import linEval
 import pretrain_and_linEval as pretrain
 from conftest import ROOT
@@ -76,11 +77,11 @@ def test_supervise_from_scratch(data_root, tmp_path):
 def test_semi_subset_sizes():
     labels = np.repeat(np.arange(60), 40091 // 60 + 1)[:40091]
     for rate, per_class in ((0.01, 6), (0.1, 66), (0.5, 334)):
-        chosen = linEval.semi_subset(labels, rate, 60, 'first', 0)
+        chosen = evaluation.semi_subset(labels, rate, 60, 'first', 0)
         assert len(chosen) == 60 * per_class and np.array_equal(chosen[:per_class], np.arange(per_class))
-    random = linEval.semi_subset(labels, 0.1, 60, 'random', 0)
-    assert len(random) == 60 * 66 and not np.array_equal(random, linEval.semi_subset(labels, 0.1, 60, 'first', 0))
-    assert np.array_equal(random, linEval.semi_subset(labels, 0.1, 60, 'random', 0))
+    random = evaluation.semi_subset(labels, 0.1, 60, 'random', 0)
+    assert len(random) == 60 * 66 and not np.array_equal(random, evaluation.semi_subset(labels, 0.1, 60, 'first', 0))
+    assert np.array_equal(random, evaluation.semi_subset(labels, 0.1, 60, 'random', 0))
 
 
 def test_checkpoint_of_another_dataset_or_size(pretrained, data_root):
@@ -137,9 +138,9 @@ def test_knn_separates_two_clusters():
     centres = torch.tensor([[5.0, 0, 0], [0, 5.0, 0]])
     labels = torch.arange(2).repeat_interleave(50)
     features = [(centres[labels] + torch.randn(100, 3, generator=rng), labels) for _ in range(2)]
-    assert linEval.knn_top1(features, 5) == 100.0
+    assert evaluation.knn_top1(features, 5) == 100.0
     shuffled = [(f, labels[torch.randperm(100, generator=rng)]) for f, _ in features]
-    assert linEval.knn_top1(shuffled, 5) < 80
+    assert evaluation.knn_top1(shuffled, 5) < 80
 
 
 def test_plots_metrics_and_config_round_trip(pretrained, data_root, tmp_path):

@@ -1,0 +1,153 @@
+"""Honest evaluation and the strong recipe: leakage-free validation splits, selection that never sees
+the test split, a deterministic probe, body normalisation, and a faithful default that did not move."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dataset
+import evaluation
+import preprocess
+import pretrain_and_linEval as pretrain
+from dataset import PRESETS, load_split, validation_split
+from model import LSTMEncoder, MomentumContrast
+
+REFERENCE = json.loads((Path(__file__).parent / 'faithful_reference.json').read_text())
+
+
+def test_nucla_validation_holds_out_whole_subjects(data_root, cache_dir):
+    _, labels, subjects = load_split('ucla', data_root, 'train', test_view=3, cache_dir=cache_dir, with_groups=True)
+    names = sorted(p.name for p in (data_root / 'nucla' / 'all_sqe').glob('*.json') if '_v03' not in p.name)
+    performance = np.array([n.split('_v')[0][4:] for n in names])  # 'sYY_eZZ': one performance, up to 3 cameras
+    assert subjects.tolist() == [int(n[5:7]) for n in names]
+    train, val = validation_split(labels, subjects, seed=1)
+    assert len(train) + len(val) == len(labels) and 150 < len(val) < 300
+    assert not set(performance[train]) & set(performance[val])
+    assert not set(subjects[train]) & set(subjects[val])
+    other, _ = validation_split(labels, subjects, seed=2)
+    assert not np.array_equal(other, train)  # seeded
+
+
+def test_sbu_validation_is_one_whole_training_fold(data_root, cache_dir):
+    for fold in range(5):
+        _, labels, folds = load_split('sbu', data_root, 'train', fold=fold, cache_dir=cache_dir, with_groups=True)
+        _, val = validation_split(labels, folds, seed=1)
+        (held,) = set(folds[val])
+        assert held != fold and np.array_equal(val, np.flatnonzero(folds == held))
+
+
+def test_validation_mode_never_reads_the_test_split(data_root, cache_dir, monkeypatch):
+    real = dataset.load_split
+
+    def guarded(*args, **kwargs):
+        assert args[2] == 'train', 'the test split was read'
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluation, 'load_split', guarded)
+    opts = dict(dataset='ucla', data_root=data_root, cache_dir=cache_dir, test_view=3, eval_split='validation',
+                preprocess='body', selected_frames=20)
+    ((train_x, train_y), (val_x, val_y)), groups = evaluation.load_splits(opts)
+    assert train_x.shape[1:] == val_x.shape[1:] == (3, 20, 20, 1)
+    assert len(train_y) + len(val_y) == 1020 and len(groups) == len(train_y)
+
+
+def _features(seed, n=240, classes=4, dim=12):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.normal(size=(n, dim)) + 1.5 * np.eye(classes, dim)[y]
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+
+def test_selection_does_not_depend_on_test_labels():
+    train, test = _features(0), _features(1)
+    groups = np.arange(len(train[1])) // 40  # six groups
+    shuffled = (test[0], test[1][torch.randperm(len(test[1]), generator=torch.Generator().manual_seed(0))])
+    a, b = evaluation.honest_probes(train, test, groups, 1), evaluation.honest_probes(train, shuffled, groups, 1)
+    for key in ('probe_C', 'knn_selected_k', 'probe_validation'):
+        assert a[key] == b[key]
+    assert a['probe_top1'] != b['probe_top1']  # the test labels do reach the (single) final evaluation
+    assert a['probe_top1'] > 60
+
+
+def test_lbfgs_probe_is_deterministic():
+    train, test = _features(0), _features(1)
+    first = evaluation.lbfgs_probe(train, 0.1)(test[0].numpy())
+    again = evaluation.lbfgs_probe(_features(0), 0.1)(test[0].numpy())
+    assert np.array_equal(first, again)
+
+
+def test_faithful_default_is_unchanged(data_root, tmp_path):
+    options = vars(pretrain.parse_option([]))
+    for key, value in REFERENCE['options'].items():
+        assert options[key] == value, key
+    new = dict(recipe='faithful', rnn='lstm', bidirectional=False, motion=False, preprocess='none', head_dim=0,
+               optimizer='sgd', eval_split='test')
+    assert {k: options[k] for k in new} == new
+    pretrain.main(pretrain.parse_option(['--data_root', str(data_root), '--epochs', '2', '--lin_epochs', '2',
+                                         '--out_dir', str(tmp_path), '--quiet', '--no_plots']))
+    losses = [float(row.split(',')[2]) for row in (tmp_path / 'metrics.csv').read_text().splitlines()[1:]]
+    np.testing.assert_allclose(losses[0], REFERENCE['losses'][0], rtol=1e-5)  # warm-up: forward passes only
+    np.testing.assert_allclose(losses[1:], REFERENCE['losses'][1:], rtol=1e-3)  # CPU types round differently
+
+
+def test_strong_recipe_resolves_and_command_line_wins():
+    args = pretrain.parse_option(['--recipe', 'strong', '--dataset', 'ucla', '--nce_t', '0.2'])
+    for key, value in pretrain.STRONG.items():
+        assert getattr(args, key) == (0.2 if key == 'nce_t' else value), key
+    assert pretrain.parse_option(['--corrected']).l2norm and pretrain.parse_option(['--corrected']).recipe == 'corrected'
+
+
+def test_body_normalisation_axes_scale_and_padding(data_root, cache_dir):
+    x, _ = load_split('ucla', data_root, 'val', test_view=3, cache_dir=cache_dir)
+    x = np.asarray(x[:40])
+    lengths = preprocess.valid_lengths(x)
+    centre, lower, upper, left, right = PRESETS['ucla']['body_joints']
+    out = preprocess.normalise_body(x, lengths, PRESETS['ucla']['body_joints'])
+    first = out[:, :, 0, :, 0]
+    np.testing.assert_allclose(first[:, :, centre], 0, atol=1e-5)
+    spine, shoulders = first[:, :, upper] - first[:, :, lower], first[:, :, left] - first[:, :, right]
+    np.testing.assert_allclose(spine[:, [0, 2]], 0, atol=1e-4)
+    assert (spine[:, 1] > 0).all() and (shoulders[:, 0] > 0).all()
+    np.testing.assert_allclose(shoulders[:, 2], 0, atol=1e-4)
+    length_of = np.linalg.norm(out[:, :, :, upper, 0] - out[:, :, :, lower, 0], axis=1)
+    real = np.arange(x.shape[2]) < lengths[:, None]
+    np.testing.assert_allclose((length_of * real).sum(1) / real.sum(1), 1, rtol=1e-4)
+    assert not out[~real[:, None, :, None, None].repeat(3, 1).repeat(20, 3)[:, :, :, :, 0]].any()
+    fixed = preprocess.resample(out, lengths, 16)
+    np.testing.assert_allclose(fixed[:, :, 0], out[:, :, 0], atol=1e-6)
+    np.testing.assert_allclose(fixed[:, :, -1], out[np.arange(len(out)), :, lengths - 1], atol=1e-5)
+
+
+def test_two_person_normalisation_uses_the_first_person():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 10, 15, 2)).astype(np.float32)
+    x[1, :, 6:] = 0  # padding
+    x[1, :, :, :, 1] = 0  # absent second person
+    out = preprocess.normalise_split(x, PRESETS['sbu']['body_joints'], 10)
+    np.testing.assert_allclose(out[:, :, 0, 2, 0], 0, atol=1e-5)
+    assert not out[1, :, :, :, 1].any() and np.isfinite(out).all()
+
+
+def test_encoder_options_and_projection_head():
+    enc = LSTMEncoder(6, 8, cell='gru', bidirectional=True, motion=True)
+    assert enc(torch.randn(3, 3, 7, 2, 1)).shape == (3, 16) and enc.bi_lstm.input_size == 12
+    model = MomentumContrast(enc, queue_size=10, l2norm=True, head_dim=4)
+    assert model.queue.shape == (10, 4)
+    with torch.no_grad():
+        for p in model.query_parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in model.key_parameters()]
+    model.momentum_update()
+    assert len(before) == len(model.query_parameters()) and all(
+        torch.allclose(p, 0.999 * b + 0.001 * q) for p, b, q in zip(model.key_parameters(), before, model.query_parameters()))
+
+
+def test_strong_recipe_end_to_end(data_root, tmp_path):
+    result = pretrain.main(pretrain.parse_option(
+        ['--recipe', 'strong', '--data_root', str(data_root), '--epochs', '2', '--lin_epochs', '2',
+         '--out_dir', str(tmp_path), '--quiet', '--no_plots']))
+    assert result['select'] == 'last' and result['probe_C'] in evaluation.PROBE_CS
+    assert result['knn_selected_k'] in evaluation.KNN_KS and 0 <= result['probe_top1'] <= 100
+    args = json.loads((tmp_path / 'args.json').read_text())
+    assert args['preprocess'] == 'body' and args['head_dim'] == 128
