@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pretrain_and_linEval import CORRECTED, STRONG, STRONG_STEPS
+from recipes import CORRECTED, STRONG, STRONG_STEPS
 
 PROTOCOLS = {  # name -> (dataset arguments, splits whose validation parts are averaged)
     'ucla_view3': (['--dataset', 'ucla', '--test_view', '3'], [[]]),
@@ -32,7 +32,6 @@ REJECTED = [  # candidates tried on top of the strong recipe that validation did
     ('+ random rotation (up to 30 degrees)', dict(aug1=STRONG['aug1'] + '_rotate', aug2=STRONG['aug2'] + '_rotate')),
     ('+ key momentum 0.99', dict(alpha=0.99)),
     ('+ temperature 0.2', dict(nce_t=0.2)),
-    ('+ bidirectional LSTM', dict(bidirectional=True)),
     ('+ 120 update epochs (decay at 60)', dict(epochs=120, lr_decay_epochs='60')),
 ]
 METRICS = [('probe_top1', 'L-BFGS probe'), ('knn_selected_top1', 'KNN (k on validation)'),

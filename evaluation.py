@@ -122,13 +122,16 @@ class FeatureBatches:
         return len(self.batches)
 
 
-def train_one_epoch(model, data, optimizer, device, desc, quiet):
-    """One pass over data (yielding x, y, ...): returns mean loss and top-1 % on the training batches."""
+def train_one_epoch(model, data, optimizer, device, desc, quiet, transform=None, generator=None):
+    """One pass over data (yielding x, y, ...), each batch through `transform(x, generator)` if given
+    (batch augmentation on the device): returns mean loss and top-1 % on the training batches."""
     model.train()
     loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     bar = tqdm(data, desc=desc, leave=False, disable=quiet)
     for step, batch in enumerate(bar):
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x, generator)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
@@ -154,15 +157,19 @@ def evaluate(model, data, device, quiet=False):
     return (100 * hits / seen).tolist()
 
 
-def fit(model, params, train, val, schedule, device, log, name, quiet=False):
-    """SGD (momentum 0.9, nesterov, no weight decay) with step decay 0.5 over `schedule`=(lr, epochs,
-    decay). Returns the per-epoch history and the state with the best *training* top-1."""
+def fit(model, params, train, val, schedule, device, log, name, quiet=False, optimizer='sgd', transform=None, seed=0):
+    """SGD (momentum 0.9, nesterov, no weight decay; official) or Adam with step decay 0.5 over
+    `schedule`=(lr, epochs, decay); training batches through `transform` (seeded by `seed`) if given.
+    Returns the per-epoch history and the state with the best *training* top-1."""
     lr, epochs, decay = schedule
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0)
+    optimizer = (torch.optim.Adam(params, lr=lr) if optimizer == 'adam' else
+                 torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0))
+    generator = torch.Generator(device).manual_seed(seed) if transform is not None else None
     history, best_state, best_train = [], None, -1.0
     for epoch in range(1, epochs + 1):
         current = adjust_learning_rate(optimizer, epoch, lr, milestones(decay), 0.5)
-        loss, train_top1 = train_one_epoch(model, train, optimizer, device, f'{name} {epoch}/{epochs}', quiet)
+        loss, train_top1 = train_one_epoch(model, train, optimizer, device, f'{name} {epoch}/{epochs}', quiet,
+                                           transform, generator)
         top1, top5 = evaluate(model, val, device, quiet) if val is not None else (float('nan'),) * 2
         history.append(dict(epoch=epoch, lr=current, loss=loss, train_top1=train_top1, top1=top1, top5=top5))
         log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f} "
@@ -319,12 +326,10 @@ def eval_chain(opts):
 
 # ---------------------------------------------------------------- the three protocols
 def semi_subset(labels, rate, classes, sampling, seed):
-    """Indices of the labelled subset: int(rate * N / classes) per class, either the first ones in
+    """Indices of the labelled subset: int(rate * N / classes) per class but at least one (as the
+    official code, so --semi_rate 0.01 works on the small datasets too), either the first ones in
     file order (official) or a random stratified draw fixed by seed."""
-    per_class = int(rate * len(labels) / classes)
-    if per_class < 1:
-        raise DataError(f"--semi_rate {rate}: {len(labels)} training samples / {classes} classes "
-                        "leaves no labelled sample per class")
+    per_class = max(1, int(rate * len(labels) / classes))
     rng = np.random.default_rng(seed)
     chosen = []
     for c in range(classes):
@@ -359,14 +364,31 @@ def run_semi(encoder, splits, opts, device, log, out):
 
 
 def run_supervise(splits, opts, device, log):
-    """Train encoder + classifier from scratch on all training labels (SPEC §5.4)."""
+    """Train encoder + classifier from scratch on all training labels (SPEC §5.4); with the strong
+    recipe on its preprocessed data, with Adam and its augmentation (`train_aug`) on training batches."""
     train, val = eval_datasets(splits, opts)
     model = EncoderClassifier(build_encoder(opts), PRESETS[opts['dataset']]['classes']).to(device)
     schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
-    workers = opts['num_workers']
+    workers, aug = opts['num_workers'], opts.get('train_aug', 'None')
+    transform = augment_batch.build_batch_transform(aug, opts['selected_frames']) if aug != 'None' else None
     history, _ = fit(model, model.parameters(), loader(train, opts['batch_size'], True, opts['seed'], workers, device),
-                     loader(val, 256, False, 0, workers, device), schedule, device, log, 'supervise', opts['quiet'])
+                     loader(val, 256, False, 0, workers, device), schedule, device, log, 'supervise', opts['quiet'],
+                     opts.get('optimizer', 'sgd'), transform, opts['seed'])
     return dict(summarise(history, opts['select']), history=history)
+
+
+def raw_features(splits, opts):
+    """The no-learning floor: each split's input as the encoder sees it (preprocessed, with frame
+    differences if the recipe uses motion), flattened: [(features (N, F), labels)] for the probes."""
+    out = []
+    for x, y in splits:
+        x = np.asarray(x[:, :, :opts['selected_frames']], dtype=np.float32)
+        if eval_chain(opts) == 'subtract':
+            x = augment_batch.center(x)  # the official per-frame centring, as the encoder would see it
+        if opts.get('motion'):
+            x = np.concatenate([x, np.diff(x, axis=2, prepend=x[:, :, :1])], axis=1)
+        out.append((torch.from_numpy(x.reshape(len(x), -1)), torch.as_tensor(y)))
+    return out
 
 
 def summary_line(name, result):

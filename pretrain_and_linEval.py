@@ -24,22 +24,11 @@ from dataset import PRESETS, SkeletonDataset
 from evaluation import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
                         milestones, protocol_options, summary_line, write_plots)
 from runs import (CheckpointError, MetricsLog, RunLog, common_options, config_defaults, load_checkpoint,
-                  make_out_dir, read_config, read_metrics, resolve_device, rng_state, save_checkpoint,
-                  set_rng_state, set_seed, write_json)
+                  make_out_dir, provenance, read_config, read_metrics, resolve_device, rng_state, save_checkpoint,
+                  set_rng_state, set_seed, set_threads, write_json)
 from model import MomentumContrast
+from recipes import CORRECTED, RECIPES, STRONG
 
-CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
-# The strong recipe: the corrected one plus these steps, in this order. Each was kept because
-# validation accuracy (never test) said so; `python ablation.py` -> results/ablation/README.md.
-STRONG_STEPS = [
-    ('body-normalised input resampled to 50 frames', dict(preprocess='body', selected_frames=50)),
-    ('crop-resize + shear 0.5 views', dict(aug1='cropResize:0.5_shear:0.5', aug2='cropResize:0.5_shear:0.5')),
-    ('MLP head, temperature 0.1', dict(head_dim=128, nce_t=0.1)),
-    ('Adam, lr 1e-3', dict(optimizer='adam', learning_rate=1e-3)),
-    ('motion input', dict(motion=True)),
-]
-STRONG = dict(CORRECTED, **{k: v for _, step in STRONG_STEPS for k, v in step.items()})
-RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong': STRONG}
 
 
 class TrainingDiverged(RuntimeError):
@@ -275,6 +264,7 @@ def main(args):
     start = time.time()
     rank, world, ddp_device = distributed.setup(args.device)
     device = ddp_device or resolve_device(args.device)
+    set_threads(args.threads)
     set_seed(args.seed, args.deterministic)
     opts = vars(args)
     splits, groups = load_splits(opts)
@@ -287,8 +277,11 @@ def main(args):
         torch.distributed.broadcast_object_list(out)  # the same run folder on every rank
     out = out[0]
     log = RunLog(out, args.quiet) if rank == 0 else (lambda message, always=False: None)
+    run_info = provenance(device, out)
     if rank == 0:
-        write_json(opts, out / 'args.json')
+        write_json(dict(opts, provenance=run_info), out / 'args.json')
+        log(f"{run_info['process_command']} on {run_info['device_name']} ({device}, {run_info['threads']} threads), "
+            f"torch {run_info['torch']}, commit {run_info['git_commit']}{' (dirty)' if run_info['git_dirty'] else ''}")
     pretrain(args, train_x, train_y, device, out, log, rank, world)
     if world > 1:
         torch.distributed.barrier()
@@ -301,7 +294,7 @@ def main(args):
     result, features = evaluate_frozen(encoder, splits, groups, opts, device, log)
     result = dict(dataset=args.dataset, mode='pretrain_and_linEval', **result, epochs=args.epochs,
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
-                  model_path=str(eval_path))
+                  model_path=str(eval_path), recipe=args.recipe, eval_split=args.eval_split, provenance=run_info)
     if not args.no_plots:
         write_plots(out, result, features, args.dataset, read_metrics(out))
     write_json(result, out / 'results.json')

@@ -1,16 +1,19 @@
 """Run the paper's protocols end to end over several seeds and tabulate what came out.
 
-    python reproduce.py                          # SBU 5-fold, N-UCLA test views 3 and 1; faithful and
-                                                 # corrected; linear, semi 10/40 %, supervised; seeds 1 2 3
+    python reproduce.py --out /tmp/repro         # SBU 5-fold, N-UCLA test views 3 and 1; faithful, corrected
+                                                 # and strong; linear, semi 10/40 %, supervised, raw-input
+                                                 # floor; seeds 1 2 3
+    python reproduce.py --configs strong --jobs 2  # the strong rows, two runs side by side
     python reproduce.py --protocols sbu --seeds 1
     python reproduce.py --quick --out /tmp/repro # smoke test of the machinery: 1 seed, few epochs, SBU fold 0
     python reproduce.py --summary                # rebuild results/README.md from the recorded JSON files
 
 Each run is the same command a user would type (recorded in its JSON as `command`); its
 results.json is copied to <out>/<protocol>/<config>/<split>-seed<s>-<evaluation>.json and the
-table goes to <out>/README.md. Runs already recorded are skipped, so an interrupted reproduction
-continues where it stopped. Nothing here is tuned: the faithful configuration is the official one
-and the corrected one only turns on the corrected switches.
+table goes to <out>/README.md. Runs already recorded in <out> are skipped (and counted before
+anything starts), so an interrupted reproduction continues where it stopped; `--force` reruns them.
+Nothing here is tuned on the test split: faithful is the official configuration, corrected only
+turns on the corrected switches, and strong was chosen on validation data (ablation.py).
 """
 import argparse
 import json
@@ -19,9 +22,12 @@ import shlex
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 import linEval
 import pretrain_and_linEval as pretrain
@@ -33,24 +39,26 @@ PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'ucla_view3': [('ucla', ['--test_view', '3'], 'view3')],
     'ucla_view1': [('ucla', ['--test_view', '1'], 'view1')],
 }
-CONFIGS = {  # name -> (pretraining arguments, evaluation arguments, supervised arguments)
+CONFIGS = {  # name -> (pretraining arguments, evaluation arguments, supervised / raw-input arguments)
     'faithful': ([], [], []),
     'corrected': (['--corrected'], ['--select', 'last', '--semi_stage2', 'subset'],
                   ['--select', 'last', '--masked_mean', '--sbu_true_depth']),
+    'strong': (['--recipe', 'strong'], ['--select', 'last', '--semi_stage2', 'subset'], ['--recipe', 'strong']),
 }
-EVALUATIONS = ['linear'] + [f'semi{int(100 * r)}-{s}' for r in (0.1, 0.4) for s in ('first', 'random')] + ['supervise']
+SEMI = [f'semi{int(100 * r)}-{s}' for r in (0.1, 0.4) for s in ('first', 'random')]
+EVALUATIONS = ['linear', *SEMI, 'supervise', 'raw']
 QUICK = dict(pretrain=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
-             supervise=['--epochs', '2'])
+             supervise=['--epochs', '2'], raw=[])
 
 
-def run(script, argv, run_dir):
+def run(script, argv, run_dir, threads):
     """Run one command in-process as its script would; returns its results dict and the command line."""
-    argv = argv + ['--out_dir', str(run_dir), '--quiet', '--no_plots']
+    argv = argv + ['--out_dir', str(run_dir), '--quiet', '--no_plots', '--threads', str(threads)]
     if script == 'pretrain_and_linEval.py':
         result = pretrain.main(pretrain.parse_option(argv))
     else:
         result = linEval.main(linEval.parse_option_lin_eval(argv))
-    return result, f"python {script} {shlex.join(argv[:-4])}"
+    return result, f"python {script} {shlex.join(argv[:-6])}"
 
 
 def record(path, result, command):
@@ -58,29 +66,35 @@ def record(path, result, command):
     write_json(dict(result, command=command), path)
 
 
+def result_paths(out, protocol, config, split, seed):
+    return {e: Path(out) / protocol / config / f'{split}-seed{seed}-{e}.json' for e in EVALUATIONS}
+
+
 def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
-    """Pretraining + linear/KNN, four semi-supervised settings and the supervised baseline for one
-    split and seed; each result recorded unless it already is."""
+    """Pretraining + linear/KNN/probes, four semi-supervised settings, the supervised baseline and the
+    raw-input floor for one split and seed; each result recorded unless it already is (or --force)."""
     pre_args, eval_args, sup_args = CONFIGS[config]
     base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
-    results_dir = Path(args.out) / protocol / config
     run_dir = Path(args.runs) / protocol / config / f'{split}-seed{seed}'
-    path = {e: results_dir / f'{split}-seed{seed}-{e}.json' for e in EVALUATIONS}
-    ckpt = json.loads(path['linear'].read_text())['model_path'] if path['linear'].exists() else None
-    if ckpt is None or (not Path(ckpt).exists() and not all(path[e].exists() for e in EVALUATIONS[1:-1])):
+    path = result_paths(args.out, protocol, config, split, seed)
+    todo = {e for e in EVALUATIONS if args.force or not path[e].exists()}
+    ckpt = json.loads(path['linear'].read_text())['model_path'] if 'linear' not in todo else None
+    if ckpt is None or (not Path(ckpt).exists() and todo & set(SEMI)):
         result, command = run('pretrain_and_linEval.py', base + pre_args + (QUICK['pretrain'] if args.quick else []),
-                              run_dir / 'pretrain')
+                              run_dir / 'pretrain', args.threads)
         record(path['linear'], result, command)
         ckpt = result['model_path']
-    for evaluation in EVALUATIONS[1:-1]:
-        if not path[evaluation].exists():
+    for evaluation in SEMI:
+        if evaluation in todo:
             rate, sampling = evaluation[4:].split('-')
             argv = ['--mode', 'semi', '--model_path', ckpt, '--semi_rate', str(int(rate) / 100),
                     '--semi_sampling', sampling, *base, *eval_args] + (QUICK['semi'] if args.quick else [])
-            record(path[evaluation], *run('linEval.py', argv, run_dir / evaluation))
-    if not path['supervise'].exists():
-        argv = ['--mode', 'supervise', *base, *sup_args] + (QUICK['supervise'] if args.quick else [])
-        record(path['supervise'], *run('linEval.py', argv, run_dir / 'supervise'))
+            record(path[evaluation], *run('linEval.py', argv, run_dir / evaluation, args.threads))
+    for mode in ('supervise', 'raw'):
+        if mode in todo:
+            argv = ['--mode', mode, *base, *sup_args] + (QUICK[mode] if args.quick else [])
+            record(path[mode], *run('linEval.py', argv, run_dir / mode, args.threads))
+    return protocol, config, split, seed
 
 
 def mean_std(values):
@@ -90,12 +104,17 @@ def mean_std(values):
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
+COLUMNS = [('top1_best', 'top-1 best epoch (test-selected, official)'), ('top1_last', 'top-1 last epoch'),
+           ('probe_top1', 'L-BFGS probe (C on validation)'), ('knn_selected_top1', 'KNN (k on validation)'),
+           ('knn_top1', 'KNN@1')]
+
+
 def summarise(out):
     """Write <out>/README.md: mean ± std over seeds (SBU: of each seed's 5-fold mean), per-fold SBU."""
     out = Path(out)
-    rows = ['| protocol | config | evaluation | top-1 (best epoch) | top-1 (last epoch) | top-5 (reported) '
-            '| KNN top-1 (k=1) | seeds | s / run |', '|---|---|---|---|---|---|---|---|---|']
-    folds = ['| fold | config | top-1 (best) | top-1 (last) | KNN top-1 |', '|---|---|---|---|---|']
+    rows = ['| protocol | config | evaluation | ' + ' | '.join(label for _, label in COLUMNS) + ' | seeds | s / run |',
+            '|---' * (len(COLUMNS) + 5) + '|']
+    folds = ['| fold | config | ' + ' | '.join(label for _, label in COLUMNS) + ' |', '|---' * (len(COLUMNS) + 2) + '|']
     commands = {}
     for protocol in PROTOCOLS:
         for config in CONFIGS:
@@ -104,7 +123,7 @@ def summarise(out):
                         for p in sorted((out / protocol / config).glob(f'*-{evaluation}.json'))]
                 if not runs:
                     continue
-                commands.setdefault(evaluation, runs[0]['command'])
+                commands.setdefault((config, evaluation), runs[0]['command'])
                 by_seed = {}
                 for r in runs:
                     by_seed.setdefault(r['seed'], []).append(r)
@@ -112,29 +131,38 @@ def summarise(out):
                 def per_seed(key):
                     return [statistics.mean(r[key] for r in rs) if all(r.get(key) is not None for r in rs) else None
                             for rs in by_seed.values()]
-                rows.append(f"| {protocol} | {config} | {evaluation} | {mean_std(per_seed('top1_best'))} | "
-                            f"{mean_std(per_seed('top1_last'))} | {mean_std(per_seed('top5'))} | "
-                            f"{mean_std(per_seed('knn_top1')) if evaluation == 'linear' else '–'} | {len(by_seed)}"
+                rows.append(f"| {protocol} | {config} | {evaluation} | "
+                            + ' | '.join(mean_std(per_seed(key)) for key, _ in COLUMNS) + f" | {len(by_seed)}"
                             f"{'' if protocol != 'sbu' else ' × ' + str(len(runs) // len(by_seed)) + ' folds'} | "
                             f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
                 if protocol == 'sbu' and evaluation == 'linear':
                     for split in sorted({r['split'] for r in runs}):
                         rs = [r for r in runs if r['split'] == split]
-                        folds.append(f"| {split} | {config} | {mean_std([r['top1_best'] for r in rs])} | "
-                                     f"{mean_std([r['top1_last'] for r in rs])} | {mean_std([r['knn_top1'] for r in rs])} |")
+                        folds.append(f"| {split} | {config} | "
+                                     + ' | '.join(mean_std([r.get(key) for r in rs]) for key, _ in COLUMNS) + ' |')
     text = f"""# Reproduction results
 
 Produced by `python reproduce.py` (this table: `python reproduce.py --summary`) on
 {torch.__version__}, CPU, from the JSON files beside this README (one per run; each holds its exact
-command and per-epoch history). Mean ± standard deviation over seeds; for SBU each seed's value is
-first averaged over the 5 folds. "top-1 (best epoch)" is the official number (best test accuracy
-over the evaluation epochs, i.e. selected on the test set); "top-1 (last epoch)" is not selected.
-"top-5 (reported)" goes with the configuration's selection (best epoch for faithful, last for
-corrected). Configurations: **faithful** = official defaults; **corrected** = `--corrected`
-(L2-normalised q/k, masked temporal mean, true SBU depth, final checkpoint, last-epoch selection)
-and, in semi-supervised runs, stage 2 on the labelled subset only. No hyper-parameter was changed
-or tuned. semiNN-first / semiNN-random: NN % of the labels, first k per class in file order
-(official) or a random stratified draw fixed by the seed.
+command and per-epoch history); README.md at the top of the repository names the machines. Mean ±
+standard deviation over seeds; for SBU each seed's value is first averaged over the 5 folds.
+
+- "top-1 best epoch" is the official number: the best test accuracy over the evaluation epochs, i.e.
+  **selected on the test set**; it is kept for comparison with the paper only.
+- "top-1 last epoch" (SGD linear classifier, or the supervised network, after its last epoch), the
+  "L-BFGS probe" (standardised features, logistic regression, C in {{0.001 ... 10}} chosen on a
+  validation part of the training split made of whole subjects / one training fold, refit on the
+  whole training split, test evaluated once) and "KNN (k on validation)" (cosine, k in {{1 ... 20}}
+  chosen the same way) select nothing on the test split.
+- **raw** rows: the same probes on the input coordinates as the configuration's encoder sees them,
+  flattened (the floor a learned representation must beat).
+
+Configurations: **faithful** = official defaults; **corrected** = `--corrected` (L2-normalised q/k,
+masked temporal mean, true SBU depth, final checkpoint, last-epoch selection) and, in
+semi-supervised runs, stage 2 on the labelled subset only; **strong** = `--recipe strong` (README,
+"Strong recipe"; every choice made on validation data, results/ablation/README.md).
+semiNN-first / semiNN-random: NN % of the labels, first k per class in file order (official) or a
+random stratified draw fixed by the seed.
 
 {chr(10).join(rows)}
 
@@ -144,10 +172,22 @@ or tuned. semiNN-first / semiNN-random: NN % of the labels, first k per class in
 
 ## Commands (first run of each kind; the others differ in dataset, split and seed)
 
-{chr(10).join(f'- {e}: `{c}`' for e, c in commands.items())}
+{chr(10).join(f'- {c} {e}: `{cmd}`' for (c, e), cmd in commands.items())}
 """
     (out / 'README.md').write_text(text)
     return text
+
+
+def estimate(todo):
+    """Seconds the (protocol, config, evaluation) runs should take, from the mean run time of each kind
+    recorded in results/ (one process on 2 cores); None if a kind was never recorded."""
+    total = 0.0
+    for protocol, config, evaluation in todo:
+        known = [json.loads(p.read_text())['seconds'] for p in Path('results', protocol, config).glob(f'*-{evaluation}.json')]
+        if not known:
+            return None
+        total += statistics.mean(known)
+    return total
 
 
 def main(argv=None):
@@ -158,22 +198,38 @@ def main(argv=None):
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--jobs', type=int, default=1, help='(protocol, config, split, seed) jobs run side by side')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads per job (default: the CPUs this process may use / --jobs)')
+    parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
     parser.add_argument('--quick', action='store_true', help='1 seed, SBU fold 0, 2-3 epochs: a smoke test')
     parser.add_argument('--summary', action='store_true', help='only rebuild the table from recorded runs')
     args = parser.parse_args(argv)
     args.out = args.out or ('runs/reproduce-quick' if args.quick else 'results')
     args.runs = args.runs or ('runs/reproduce-quick' if args.quick else 'runs/reproduce')
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.threads = args.threads or max(1, len(os.sched_getaffinity(0)) // args.jobs)
     if not args.summary:
         protocols, seeds = (['sbu'], args.seeds[:1]) if args.quick else (args.protocols, args.seeds)
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
                 for c in args.configs for s in seeds]
-        for i, (protocol, config, dataset, split_args, split, seed) in enumerate(jobs, 1):
-            start = time.time()
-            reproduce_split(protocol, config, dataset, split_args, split, seed, args)
-            print(f"[{i}/{len(jobs)}] {protocol} {config} {split} seed {seed}: {time.time() - start:.0f} s", flush=True)
+        todo = [(p, c, e) for p, c, _, _, split, s in jobs for e, path in result_paths(args.out, p, c, split, s).items()
+                if args.force or not path.exists()]
+        if len(todo) < len(jobs) * len(EVALUATIONS):
+            print(f"{len(jobs) * len(EVALUATIONS) - len(todo)} of {len(jobs) * len(EVALUATIONS)} runs are already "
+                  f"recorded in {args.out}/ and are skipped (--force reruns them, --out DIR writes elsewhere)", flush=True)
+        seconds = None if args.quick else estimate(todo)
+        print(f"{len(todo)} runs in {len(jobs)} jobs, {args.jobs} side by side x {args.threads} threads; estimated time "
+              + (f"{seconds / 60 / args.jobs:.0f} min" if seconds is not None else 'unknown')
+              + " (from the run times recorded in results/)", flush=True)
+        pool = ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) if args.jobs > 1 else None
+        finished = ((reproduce_split(*job, args) for job in jobs) if pool is None else
+                    (f.result() for f in [pool.submit(reproduce_split, *job, args) for job in jobs]))
+        with tqdm(total=len(jobs), unit='job') as bar:
+            for protocol, config, split, seed in finished:
+                bar.update()
+                bar.write(f"done: {protocol} {config} {split} seed {seed}")
+        if pool is not None:
+            pool.shutdown()
     print(summarise(args.out))
 
 

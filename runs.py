@@ -4,7 +4,10 @@ import argparse
 import csv
 import json
 import os
+import platform
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -53,6 +56,54 @@ def resolve_device(name):
     if name == 'cuda' and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda requested but CUDA is not available")
     return torch.device(name)
+
+
+def default_threads():
+    """CPU threads that do not oversubscribe: $OMP_NUM_THREADS if set, else the CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    env = os.environ.get('OMP_NUM_THREADS', '')
+    return min(int(env), cpus) if env.isdigit() and int(env) > 0 else cpus
+
+
+def set_threads(threads):
+    """torch intra-op threads (None: `default_threads()`); returns the number in use."""
+    torch.set_num_threads(threads or default_threads())
+    return torch.get_num_threads()
+
+
+def _cpu_model():
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit():
+    """(commit, dirty) of the checkout this code runs from, or (None, None) outside git."""
+    root = Path(__file__).parent
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    if commit.returncode != 0:
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def provenance(device, out_dir):
+    """Where and how a run ran: the process's command line, device and its name, threads, versions, git commit."""
+    import numpy as np
+    commit, dirty = _git_commit()
+    return dict(process_command=' '.join(['python', Path(sys.argv[0]).name, *sys.argv[1:]]), device=str(device),
+                device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else _cpu_model(),
+                threads=torch.get_num_threads(), out_dir=str(out_dir), python=platform.python_version(),
+                torch=torch.__version__, numpy=np.__version__, git_commit=commit, git_dirty=dirty,
+                host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
 
 
 def atomic_write(path, write):
@@ -122,6 +173,8 @@ def common_options(parser):
     parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
     parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads (default: $OMP_NUM_THREADS if set, else the CPUs this process may use)')
     parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
     parser.add_argument('--no_plots', action='store_true', help='write no PNG figures at the end of the run')

@@ -7,7 +7,7 @@ import reproduce
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path):
     out = tmp_path / 'results'
     reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
-    for config in ('faithful', 'corrected'):
+    for config in reproduce.CONFIGS:
         files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
         assert files == sorted(f'fold0-seed1-{e}.json' for e in reproduce.EVALUATIONS)
     corrected = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10-random.json').read_text())
@@ -15,6 +15,7 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path):
     assert '--semi_sampling random' in corrected['command'] and '--semi_stage2 subset' in corrected['command']
     table = (out / 'README.md').read_text()
     assert '| sbu | faithful | linear |' in table and '| sbu | corrected | supervise |' in table
+    assert '| sbu | strong | raw |' in table and '| sbu | strong | semi40-random |' in table
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
     reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept

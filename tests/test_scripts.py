@@ -30,7 +30,7 @@ def test_command_line_beats_presets():
 def pretrained(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp('pretrain')
     args = pretrain.parse_option(['--data_root', str(data_root), '--epochs', '2', '--lin_epochs', '3',
-                                  '--out_dir', str(out), '--quiet'])
+                                  '--out_dir', str(out), '--quiet', '--threads', '1'])
     return out, pretrain.main(args)
 
 
@@ -152,7 +152,7 @@ def test_plots_metrics_and_config_round_trip(pretrained, data_root, tmp_path):
     saved = json.loads((out / 'args.json').read_text())
     again = vars(pretrain.parse_option(['--config', str(out / 'args.json')]))
     assert {k: v for k, v in again.items() if k not in ('config', 'out_dir')} == \
-        {k: v for k, v in saved.items() if k not in ('config', 'out_dir')}
+        {k: v for k, v in saved.items() if k not in ('config', 'out_dir', 'provenance')}
     assert pretrain.parse_option(['--config', str(out / 'args.json'), '--epochs', '7']).epochs == 7
     ucla = dict(saved, dataset='ucla', hidden_units=64)
     (tmp_path / 'ucla.json').write_text(json.dumps(ucla))
@@ -185,6 +185,40 @@ def test_evaluation_keeps_the_checkpoints_data_choices(data_root, tmp_path):
                                          '--sbu_true_depth', '--masked_mean', '--out_dir', str(tmp_path),
                                          '--quiet', '--no_plots']))
     args = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'ckpt_epoch_1.pth')])
-    opts = linEval.resolve_options(args)
+    opts, _ = linEval.resolve_options(args)
     assert opts['sbu_true_depth'] is True and opts['masked_mean'] is True
     assert opts['encoder'].pooling == 'masked_mean'
+
+
+def test_semi_keeps_one_labelled_sample_per_class_at_the_default_rate():
+    labels = np.repeat(np.arange(8), 28)  # SBU-sized: 0.01 * 224 / 8 < 1
+    assert np.bincount(labels[evaluation.semi_subset(labels, 0.01, 8, 'first', 0)]).tolist() == [1] * 8
+
+
+def test_lineval_remembers_the_checkpoint_from_another_directory(pretrained, tmp_path, monkeypatch):
+    out, _ = pretrained
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('ASCAL_DATA_ROOT', raising=False)
+    saved = json.loads((out / 'args.json').read_text())
+    args = linEval.parse_option_lin_eval(['--mode', 'eval', '--model_path', str(out / 'ckpt_epoch_2.pth'),
+                                          '--seed', '5', '--lin_epochs', '2', '--out_dir', 'eval', '--quiet',
+                                          '--no_plots'])
+    result = linEval.main(args)
+    assert result['seed'] == 5 and result['epochs'] == 2 and len(result['history']) == 2
+    log = (tmp_path / 'eval' / 'log.txt').read_text()
+    assert f"data_root={saved['data_root']}" in log and 'fold=0' in log
+    args = linEval.parse_option_lin_eval(['--mode', 'eval', '--model_path', str(out / 'ckpt_epoch_2.pth'),
+                                          '--epochs', '3', '--out_dir', 'old', '--quiet', '--no_plots'])
+    result = linEval.main(args)
+    assert result['seed'] == saved['seed'] and len(result['history']) == 3
+    assert '--epochs is deprecated in --mode eval: use --lin_epochs' in (tmp_path / 'old' / 'log.txt').read_text()
+
+
+def test_threads_and_provenance_are_recorded(pretrained):
+    out, result = pretrained
+    run = json.loads((out / 'args.json').read_text())['provenance']
+    for key in ('process_command', 'device', 'device_name', 'threads', 'out_dir', 'python', 'torch', 'numpy',
+                'git_commit', 'git_dirty'):
+        assert key in run and key in result['provenance']
+    assert run['threads'] == 1 and run['device'] == 'cpu' and run['out_dir'] == str(out)
+    assert run['process_command'].startswith('python ') and run['torch'] == torch.__version__
