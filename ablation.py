@@ -104,10 +104,10 @@ def summarise(out):
                 cells.append(f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1
                              else f'{values[0]:.2f}')
             lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {len(by_seed)} seeds x {len(runs) // len(by_seed)} |')
-    text = (f"# Strong-recipe ablation (validation only)\n\nProduced by `python ablation.py` (table: `python "
-            f"ablation.py --summary`). Top-1 % on held-out *training* subjects (N-UCLA: 2 of the 10 subjects "
-            f"of views 1 and 2) or on one held-out training fold (SBU, averaged over the 5 test folds), mean ± "
-            f"std over seeds; the test split is never read. Each row's command is in its JSON files.\n"
+    text = ("# Strong-recipe ablation (validation only)\n\nProduced by `python ablation.py` (table: `python "
+            "ablation.py --summary`). Top-1 % on held-out *training* subjects (N-UCLA: 2 of the 10 subjects "
+            "of views 1 and 2) or on one held-out training fold (SBU, averaged over the 5 test folds), mean ± "
+            "std over seeds; the test split is never read. Each row's command is in its JSON files.\n"
             + '\n'.join(lines) + '\n')
     (out / 'README.md').write_text(text)
     return text

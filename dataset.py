@@ -7,14 +7,14 @@ arrays are memory-mapped, never read whole into RAM.
 """
 import hashlib
 import os
-import pickle
+import zipfile
 import re
 from pathlib import Path
 
 import numpy as np
 import torch.utils.data
 
-from data import DataError, check_finite, nucla_json, sbu_text
+from data import DataError, check_finite, load_label_pickle, nucla_json, sbu_text
 
 # body_joints: (centre, lower spine, upper spine, left shoulder, right shoulder) joint indices, used by
 # the body-centred, view-normalised preprocessing of preprocess.py (SBU/UWA3D: OpenNI 15-joint order
@@ -56,15 +56,22 @@ def data_dir(dataset, data_root):
 
 
 def _cached(name, sources, build, cache_dir):
-    """Return build()'s dict of arrays, cached in cache_dir under a key of the source files' stats."""
+    """Return build()'s dict of arrays, cached in cache_dir under a key of the source files' names
+    and contents; an unreadable (e.g. truncated) cache file is rebuilt from the sources."""
     digest = hashlib.sha1(name.encode())
     for path in sources:
-        stat = os.stat(path)
-        digest.update(f'{path}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+        digest.update(str(path).encode())
+        try:
+            digest.update(hashlib.sha1(Path(path).read_bytes()).digest())
+        except OSError as err:
+            raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
     cache = Path(cache_dir) / f'{name}-{digest.hexdigest()[:16]}.npz'
     if cache.is_file():
-        with np.load(cache) as f:
-            return dict(f)
+        try:
+            with np.load(cache) as f:
+                return dict(f)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            pass  # rebuilt below
     arrays = build()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + f'.{os.getpid()}.partial')
@@ -83,10 +90,22 @@ def _pad_stack(sequences):
     return out
 
 
-def load_sbu(folder, true_depth, cache_dir):
+def _check_count(dataset, found, expected, skipped, allow_missing):
+    """Refuse a dataset with sequences missing (or extra) unless allow_missing, which names them."""
+    if found == expected and not skipped:
+        return
+    named = ''.join(f'\n  skipped: {s}' for s in skipped)
+    if not allow_missing:
+        raise DataError(f"{dataset}: found {found} sequences, expected {expected}{named}"
+                        f"\n(complete the data, or pass --allow_missing to go on without them)")
+    print(f"warning: {dataset}: {found} sequences instead of {expected} (--allow_missing){named}")
+
+
+def load_sbu(folder, true_depth, cache_dir, allow_missing=False):
     """All 282 SBU sequences -> dict(data (N, 3, 46, 15, 2), label, group = set id 1..21)."""
     root = folder / 'raw' if (folder / 'raw').is_dir() else folder
-    found = sbu_text.find_sequences(root)
+    found, skipped = sbu_text.find_sequences(root)
+    _check_count(f'SBU ({root})', len(found), sbu_text.SEQUENCES, skipped, allow_missing)
 
     def build():
         seqs = [sbu_text.read_sequence(p, true_depth) for p, _, _ in found]
@@ -95,13 +114,14 @@ def load_sbu(folder, true_depth, cache_dir):
     return _cached(f'sbu-depth{int(true_depth)}', [p for p, _, _ in found], build, cache_dir)
 
 
-def load_nucla(folder, cache_dir):
+def load_nucla(folder, cache_dir, allow_missing=False):
     """All N-UCLA sequences -> dict(data (N, 3, T_max, 20, 1), label, group = view 1..3, subject 1..10)."""
     paths = nucla_json.find_sequences(folder)
+    _check_count(f'N-UCLA ({folder / "all_sqe"})', len(paths), sum(nucla_json.VIEW_SIZES.values()), [], allow_missing)
 
     def build():
         seqs, labels, views = zip(*(nucla_json.read_sequence(p) for p in paths))
-        subjects = [int(re.search(r'_s(\d+)_', p.name).group(1)) for p in paths]
+        subjects = [nucla_json.name_fields(p)[1] for p in paths]
         return dict(data=_pad_stack(seqs), label=np.array(labels), group=np.array(views), subject=np.array(subjects))
     return _cached('nucla-v2', paths, build, cache_dir)
 
@@ -120,11 +140,7 @@ def load_array(data_path, label_path, joints, persons, classes):
         data = data[..., None]
     if data.ndim != 5 or data.shape[1] != 3 or data.shape[3] != joints or data.shape[4] < persons:
         raise DataError(f"{data_path}: shape {data.shape}, expected (N, 3, T, {joints}, >={persons})")
-    with open(label_path, 'rb') as f:
-        try:
-            record = pickle.load(f, encoding='latin1')
-        except Exception as err:
-            raise DataError(f"{label_path}: not a (names, labels) pickle ({err})") from None
+    record = load_label_pickle(label_path)
     names = record[0] if isinstance(record, (tuple, list)) and len(record) == 2 else None
     labels = np.asarray(record[1] if names is not None else record)
     if labels.ndim != 1 or len(labels) != len(data):
@@ -139,7 +155,12 @@ def _performers(names, n):
 
 
 def _check_labels(labels, classes, source):
-    labels = np.asarray(labels, dtype=np.int64)
+    raw = np.asarray(labels)
+    if raw.dtype == bool or raw.dtype.kind not in 'iuf' or (raw.dtype.kind == 'f' and (raw != np.round(raw)).any()):
+        bad = next((v for v in raw.ravel() if isinstance(v, (bool, np.bool_)) or not float(v).is_integer()), raw.dtype) \
+            if raw.dtype.kind in 'iufb' else raw.dtype
+        raise DataError(f"{source}: labels must be integers, found {bad!r}")
+    labels = raw.astype(np.int64)
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
         raise DataError(f"{source}: label {labels[bad][0]} outside [0, {classes})")
@@ -147,7 +168,7 @@ def _check_labels(labels, classes, source):
 
 
 def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_depth=False,
-               cache_dir=Path('~/.cache/ascal').expanduser(), with_groups=False):
+               cache_dir=Path('~/.cache/ascal').expanduser(), with_groups=False, allow_missing=False):
     """(data (N, C, T, V, M), labels (N,)) for split 'train' or 'val' (the test split) of one
     dataset/protocol; with_groups adds the groups a validation part must keep whole (see
     `validation_split`): SBU fold, N-UCLA subject, NTU performer, None (UWA3D)."""
@@ -159,11 +180,11 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
         if dataset == 'sbu':
             if fold not in range(len(sbu_text.FOLDS)):
                 raise DataError(f"--fold {fold}: SBU has folds 0..{len(sbu_text.FOLDS) - 1}")
-            arrays, held_out = load_sbu(folder, sbu_true_depth, cache_dir), sbu_text.FOLDS[fold]
+            arrays, held_out = load_sbu(folder, sbu_true_depth, cache_dir, allow_missing), sbu_text.FOLDS[fold]
         else:
             if test_view not in (1, 2, 3):
                 raise DataError(f"--test_view {test_view}: N-UCLA views are 1, 2, 3")
-            arrays, held_out = load_nucla(folder, cache_dir), [test_view]
+            arrays, held_out = load_nucla(folder, cache_dir, allow_missing), [test_view]
         chosen = np.isin(arrays['group'], held_out) == (split == 'val')
         data = arrays['data'][chosen]
         check_finite(data, folder)

@@ -14,10 +14,9 @@ from tqdm import tqdm
 import augment
 import augment_batch
 import preprocess
-from data import DataError
 from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split, validation_split
 from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder
-from runs import CheckpointError, save_checkpoint
+from runs import CheckpointError, positive_int, save_checkpoint
 
 # Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
 SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
@@ -71,7 +70,7 @@ def protocol_options(group):
                        help="'top1' is the best test accuracy over epochs (official) or the last epoch's")
     group.add_argument('--lin_features', choices=['cache', 'recompute'], default='cache',
                        help='linear evaluation: extract frozen features once, or on every epoch (official, slow)')
-    group.add_argument('--knn_k', type=int, default=1, help='neighbours of the cosine KNN evaluation')
+    group.add_argument('--knn_k', type=positive_int, default=1, help='neighbours of the cosine KNN evaluation')
     group.add_argument('--eval_split', choices=['test', 'validation'], default='test',
                        help='validation: hold out whole subjects/folds of the training split and evaluate on '
                             'them instead of the test split (never read then): for choosing settings')

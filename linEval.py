@@ -10,7 +10,6 @@ The protocols themselves live in evaluation.py, shared with pretrain_and_linEval
 """
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from evaluation import (SCHEDULES, SEMI_SCHEDULES, evaluate_frozen, frozen_featu
                         load_encoder, load_splits, protocol_options, raw_features, run_semi, run_supervise,
                         summary_line, write_plots)
 from recipes import RECIPES, SUPERVISE_KEYS
-from runs import (CheckpointError, RunLog, common_options, config_defaults, load_checkpoint, make_out_dir,
+from runs import (CheckpointError, RunLog, cli, common_options, config_defaults, epoch_list, fraction, load_checkpoint,
+                  make_out_dir, positive_float, positive_int, release_run_folder,
                   provenance, read_config, resolve_device, set_seed, set_threads, write_json)
 
 # Where an option is not given and the checkpoint does not hold it (supervise, raw: no checkpoint).
@@ -51,26 +51,26 @@ def parse_option_lin_eval(argv=None):
     parser.add_argument('--model_path', default=None, help='pretraining checkpoint (eval, semi, knn)')
     common_options(parser)
     group = parser.add_argument_group('optimisation (None = the official value for the mode, SPEC §5.2)')
-    group.add_argument('--epochs', type=int, default=None, help='supervise 200 (NTU 60); semi stage 1 35/15/10 for '
+    group.add_argument('--epochs', type=positive_int, default=None, help='supervise 200 (NTU 60); semi stage 1 35/15/10 for '
                        'rate <=0.01/<=0.1/above (eval/knn: deprecated name of --lin_epochs)')
-    group.add_argument('--learning_rate', type=float, default=None, help='supervise and semi stage 1: 0.01 '
+    group.add_argument('--learning_rate', type=positive_float, default=None, help='supervise and semi stage 1: 0.01 '
                        '(eval/knn: deprecated name of --lin_learning_rate)')
-    group.add_argument('--lr_decay_epochs', default=None, help='comma-separated; decay rate is 0.5 '
+    group.add_argument('--lr_decay_epochs', type=epoch_list, default=None, help='comma-separated; decay rate is 0.5 '
                        '(eval/knn: deprecated name of --lin_lr_decay_epochs)')
-    group.add_argument('--batch_size', type=int, default=None, help='supervise / semi stage 1 batch size, 32 '
+    group.add_argument('--batch_size', type=positive_int, default=None, help='supervise / semi stage 1 batch size, 32 '
                        '(eval/knn: deprecated name of --lin_batch_size)')
-    group.add_argument('--lin_epochs', type=int, default=None, help='linear stage epochs (eval; semi stage 2), 90')
-    group.add_argument('--lin_learning_rate', type=float, default=None, help='linear stage lr (eval), 1.0')
-    group.add_argument('--lin_lr_decay_epochs', default=None, help='linear stage decay epochs (eval), 15,35,60,75')
-    group.add_argument('--lin_batch_size', type=int, default=None, help='linear stage batch size (eval), 32')
+    group.add_argument('--lin_epochs', type=positive_int, default=None, help='linear stage epochs (eval; semi stage 2), 90')
+    group.add_argument('--lin_learning_rate', type=positive_float, default=None, help='linear stage lr (eval), 1.0')
+    group.add_argument('--lin_lr_decay_epochs', type=epoch_list, default=None, help='linear stage decay epochs (eval), 15,35,60,75')
+    group.add_argument('--lin_batch_size', type=positive_int, default=None, help='linear stage batch size (eval), 32')
     group = parser.add_argument_group('supervise architecture (official: 256 / 1 / 150 for every dataset)')
-    group.add_argument('--hidden_units', type=int, default=None, help='LSTM width (eval/semi: must match the checkpoint)')
-    group.add_argument('--lstm_layer', type=int, default=None, help='LSTM depth (eval/semi: must match the checkpoint)')
-    group.add_argument('--selected_frames', type=int, default=None, help='first frames kept')
+    group.add_argument('--hidden_units', type=positive_int, default=None, help='LSTM width (eval/semi: must match the checkpoint)')
+    group.add_argument('--lstm_layer', type=positive_int, default=None, help='LSTM depth (eval/semi: must match the checkpoint)')
+    group.add_argument('--selected_frames', type=positive_int, default=None, help='first frames kept')
     group.add_argument('--masked_mean', action='store_true', help='corrected: pool only over real frames')
     group = parser.add_argument_group('protocol')
     protocol_options(group)
-    group.add_argument('--semi_rate', type=float, default=0.01, help='labelled fraction in (0, 1]')
+    group.add_argument('--semi_rate', type=fraction, default=0.01, help='labelled fraction in (0, 1]')
     group.add_argument('--semi_sampling', choices=['first', 'random'], default='first',
                        help='first k per class in file order (official) or random stratified by --seed')
     group.add_argument('--semi_stage2', choices=['full', 'subset'], default='full',
@@ -83,8 +83,6 @@ def parse_option_lin_eval(argv=None):
         parser.error(f"--mode {args.mode} needs --model_path")
     if args.mode in ('supervise', 'raw') and not args.dataset:
         parser.error(f"--mode {args.mode} needs --dataset")
-    if not 0 < args.semi_rate <= 1:
-        parser.error(f"--semi_rate {args.semi_rate}: must be in (0, 1]")
     return args
 
 
@@ -174,11 +172,9 @@ def main(args):
         write_plots(out, result, features, opts['dataset'])
     write_json(result, out / 'results.json')
     log(summary_line(f"{opts['dataset']} {args.mode}", result) + f" -> {out / 'results.json'}", always=True)
+    release_run_folder(out)
     return result
 
 
 if __name__ == '__main__':
-    try:
-        main(parse_option_lin_eval())
-    except (DataError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    cli(main, parse_option_lin_eval)

@@ -9,7 +9,6 @@ anything given on the command line. `--recipe corrected` (or `--corrected`) turn
 an official oddity; `--recipe strong` is the validation-chosen improved recipe (README, "Strong recipe").
 """
 import argparse
-import sys
 import time
 
 import torch
@@ -23,8 +22,9 @@ from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from evaluation import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
                         milestones, protocol_options, summary_line, write_plots)
-from runs import (CheckpointError, MetricsLog, RunLog, common_options, config_defaults, load_checkpoint,
-                  make_out_dir, provenance, read_config, read_metrics, resolve_device, rng_state, save_checkpoint,
+from runs import (CheckpointError, MetricsLog, RunLog, cli, common_options, config_defaults, epoch_list,
+                  fraction, load_checkpoint, natural_int, non_negative_float, positive_float, positive_int,
+                  make_out_dir, provenance, read_config, release_run_folder, truncate_metrics, read_metrics, resolve_device, rng_state, save_checkpoint,
                   set_rng_state, set_seed, set_threads, write_json)
 from model import MomentumContrast
 from recipes import CORRECTED, RECIPES, STRONG
@@ -52,9 +52,9 @@ def parse_option(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common_options(parser)
     group = parser.add_argument_group('model')
-    group.add_argument('--hidden_units', type=int, help=per_dataset('hidden_units'))
-    group.add_argument('--lstm_layer', type=int, help=per_dataset('lstm_layer'))
-    group.add_argument('--selected_frames', type=int, help='first frames kept; ' + per_dataset('frames'))
+    group.add_argument('--hidden_units', type=positive_int, help=per_dataset('hidden_units'))
+    group.add_argument('--lstm_layer', type=positive_int, help=per_dataset('lstm_layer'))
+    group.add_argument('--selected_frames', type=positive_int, help='first frames kept; ' + per_dataset('frames'))
     group.add_argument('--masked_mean', action='store_true', help='corrected: CAE averages real frames only')
     group.add_argument('--rnn', choices=['lstm', 'gru'], default='lstm', help='recurrent cell (official lstm)')
     group.add_argument('--bidirectional', action='store_true', help='bidirectional RNN (official: one direction)')
@@ -63,38 +63,38 @@ def parse_option(argv=None):
                        help='body: first-frame body-centred, view- and scale-normalised, resampled to '
                             '--selected_frames (preprocess.py); none: official (per-frame centring in the chain)')
     group = parser.add_argument_group('contrast')
-    group.add_argument('--nce_k', type=int, help='queue size; ' + per_dataset('nce_k'))
-    group.add_argument('--nce_t', type=float, default=0.06, help='temperature')
-    group.add_argument('--alpha', type=float, default=0.999, help='key-encoder momentum')
+    group.add_argument('--nce_k', type=positive_int, help='queue size; ' + per_dataset('nce_k'))
+    group.add_argument('--nce_t', type=positive_float, default=0.06, help='temperature')
+    group.add_argument('--alpha', type=fraction, default=0.999, help='key-encoder momentum')
     group.add_argument('--l2norm', action='store_true', help='corrected: L2-normalise queries and keys')
-    group.add_argument('--head_dim', type=int, default=0, help='MLP projection head output size (0: none, official)')
+    group.add_argument('--head_dim', type=natural_int, default=0, help='MLP projection head output size (0: none, official)')
     group.add_argument('--aug1', default='subtract_randomFlip_shear', help=f'query-view chain from {list(augment.AUGMENTATIONS)}')
     group.add_argument('--aug2', default='subtract_randomFlip_shear', help='key-view chain')
     group.add_argument('--aug_backend', choices=['torch', 'numpy'], default='torch',
                        help='torch: whole batches on the training device (fast); numpy: per sample in the '
                             'DataLoader (reference); same distributions')
     group = parser.add_argument_group('optimisation')
-    group.add_argument('--epochs', type=int, default=60, help='update epochs after the warm-up')
-    group.add_argument('--warmup_epochs', type=int, default=1, help='queue-only epochs, no update (official 1)')
-    group.add_argument('--batch_size', type=int, help=per_dataset('batch_size'))
-    group.add_argument('--learning_rate', type=float, default=0.01, help='SGD learning rate')
-    group.add_argument('--lr_decay_epochs', help='1-based epochs after which lr *= rate; ' + per_dataset('lr_decay_epochs'))
-    group.add_argument('--lr_decay_rate', type=float, default=0.1, help='lr factor at each decay epoch')
+    group.add_argument('--epochs', type=positive_int, default=60, help='update epochs after the warm-up')
+    group.add_argument('--warmup_epochs', type=natural_int, default=1, help='queue-only epochs, no update (official 1)')
+    group.add_argument('--batch_size', type=positive_int, help=per_dataset('batch_size'))
+    group.add_argument('--learning_rate', type=positive_float, default=0.01, help='SGD learning rate')
+    group.add_argument('--lr_decay_epochs', type=epoch_list, help='1-based epochs after which lr *= rate; ' + per_dataset('lr_decay_epochs'))
+    group.add_argument('--lr_decay_rate', type=positive_float, default=0.1, help='lr factor at each decay epoch')
     group.add_argument('--optimizer', choices=['sgd', 'adam'], default='sgd', help='pretraining optimiser')
-    group.add_argument('--momentum', type=float, default=0.9, help='SGD momentum (no Nesterov)')
-    group.add_argument('--weight_decay', type=float, default=1e-4, help='SGD weight decay')
+    group.add_argument('--momentum', type=non_negative_float, default=0.9, help='SGD momentum (no Nesterov)')
+    group.add_argument('--weight_decay', type=non_negative_float, default=1e-4, help='SGD weight decay')
     group.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
                        help='autocast the pretraining forward pass (fp16 with gradient scaling)')
     group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
-    group.add_argument('--lin_epochs', type=int, default=90, help='linear classifier epochs')
-    group.add_argument('--lin_learning_rate', type=float, default=1.0, help='SGD, momentum 0.9, Nesterov')
-    group.add_argument('--lin_lr_decay_epochs', default='15,35,60,75', help='decay rate 0.5')
-    group.add_argument('--lin_batch_size', type=int, default=32, help='linear classifier batch size')
+    group.add_argument('--lin_epochs', type=positive_int, default=90, help='linear classifier epochs')
+    group.add_argument('--lin_learning_rate', type=positive_float, default=1.0, help='SGD, momentum 0.9, Nesterov')
+    group.add_argument('--lin_lr_decay_epochs', type=epoch_list, default='15,35,60,75', help='decay rate 0.5')
+    group.add_argument('--lin_batch_size', type=positive_int, default=32, help='linear classifier batch size')
     protocol_options(group)
     group.add_argument('--eval_final', action='store_true',
                        help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')
     group = parser.add_argument_group('run')
-    group.add_argument('--save_freq', type=int, default=10, help='keep ckpt_epoch_<e>.pth every N epochs')
+    group.add_argument('--save_freq', type=positive_int, default=10, help='keep ckpt_epoch_<e>.pth every N epochs')
     group.add_argument('--resume', default='', help="checkpoint to continue from, or 'auto' for the newest in --out_dir")
     group.add_argument('--deterministic', action='store_true', help="torch.use_deterministic_algorithms")
     group.add_argument('--recipe', choices=sorted(RECIPES), default='faithful',
@@ -109,6 +109,11 @@ def parse_option(argv=None):
     args = parser.parse_args(argv)
     if args.corrected:
         args.recipe = 'corrected'
+    for name in ('aug1', 'aug2'):
+        try:
+            augment.parse_chain(getattr(args, name))
+        except ValueError as err:
+            parser.error(f"--{name}: {err}")
     return args
 
 
@@ -171,17 +176,52 @@ def train_one_epoch(model, data, views, optimizer, scaler, amp, update, step, de
     return dict(loss=loss_sum / seen, pos_logit=pos_sum / seen, contrast_top1=100 * correct / seen), step
 
 
+RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
+# Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
+MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
+              'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
+              'eval_split', 'val_seed')
+BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion=False, head_dim=0, eval_split='test',
+                      val_seed=1)  # what checkpoints written before these options existed used
+
+
+def load_resumable(path):
+    """A pretraining checkpoint with everything a resume needs, else CheckpointError naming what lacks."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in RESUME_FIELDS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a resumable pretraining checkpoint (lacks {', '.join(missing)})")
+    return ckpt
+
+
+def autocast_dtype(name, device, log):
+    """The autocast dtype for --amp, or None (fp32) with a warning where this device cannot run an
+    LSTM in it (e.g. bf16 on a CPU without AVX512-BF16, where oneDNN raises)."""
+    dtype = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[name]
+    if dtype is None:
+        return None
+    try:
+        probe = torch.nn.LSTM(3, 4).to(device)
+        with torch.autocast(device.type, dtype):
+            probe(torch.randn(2, 1, 3, device=device))[0].float().sum().backward()
+    except RuntimeError as err:
+        log(f"warning: --amp {name} is not supported on this {device.type} ({str(err).splitlines()[0][:120]}); "
+            "running in fp32", always=True)
+        return None
+    return dtype
+
+
 def resume_checkpoint(args, out):
     """The checkpoint to continue from: --resume PATH, or with 'auto' the newest complete one in
-    out_dir (half-written files are *.partial and never considered); None to start fresh."""
+    out_dir (half-written *.partial, unreadable and incomplete files are skipped); None to start fresh."""
     if not args.resume:
         return None, None
     if args.resume != 'auto':
-        return load_checkpoint(args.resume), args.resume
+        return load_resumable(args.resume), args.resume
     newest = (None, None)
     for path in [out / 'last.pth'] + sorted(out.glob('ckpt_epoch_*.pth')):
         try:
-            ckpt = load_checkpoint(path)
+            ckpt = load_resumable(path)
         except CheckpointError:
             continue
         if newest[0] is None or ckpt['epoch'] > newest[0]['epoch']:
@@ -195,11 +235,10 @@ def restore(args, out, model, optimizer, scaler, log):
     if ckpt is None:
         return 1, 0
     saved = ckpt['args']
-    if any(saved.get(k) != getattr(args, k) for k in ('dataset', 'hidden_units', 'lstm_layer', 'nce_k')):
-        raise CheckpointError(f"{path}: checkpoint of {saved['dataset']} (hidden {saved['hidden_units']}, "
-                              f"{saved['lstm_layer']} layers, queue {saved['nce_k']}) cannot resume this "
-                              f"{args.dataset} run (hidden {args.hidden_units}, {args.lstm_layer} layers, "
-                              f"queue {args.nce_k})")
+    differ = [f"{k} {saved.get(k)!r} (checkpoint) vs {getattr(args, k)!r} (this run)" for k in MUST_MATCH
+              if saved.get(k, BEFORE_RECIPES.get(k)) != getattr(args, k)]
+    if differ:
+        raise CheckpointError(f"{path}: cannot resume this run, the options differ: {'; '.join(differ)}")
     model.load_state_dict(ckpt['model'])
     optimizer.load_state_dict(ckpt['optimizer'])
     scaler.load_state_dict(ckpt['scaler'])
@@ -219,8 +258,10 @@ def pretrain(args, train_x, train_y, device, out, log, rank=0, world=1):
     else:
         optimizer = torch.optim.Adam(model.query_parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
-    amp = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
+    amp = autocast_dtype(args.amp, device, log)
     start_epoch, step = restore(args, out, model, optimizer, scaler, log)
+    if rank == 0 and start_epoch > 1:
+        truncate_metrics(out, start_epoch - 1)  # the epochs after the checkpoint are replayed, not listed twice
     log(f"pretraining on {args.dataset}: {len(train_y)} sequences, device {device}, "
         f"{world} process{'es' if world > 1 else ''} x batch {args.batch_size}, output {out}")
     per_sample = augment.TwoViews(augment.build_transform(args.aug1, args.selected_frames),
@@ -252,6 +293,12 @@ def pretrain(args, train_x, train_y, device, out, log, rank=0, world=1):
         metrics(dict(stats, epoch=epoch, step=step, lr=lr, queue_fill=min(1.0, epoch * len(train_y) / args.nce_k),
                      seconds=round(time.time() - start, 2)))
         if rank == 0:
+            bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+            if bad:
+                message = (f"non-finite weights after epoch {epoch} ({', '.join(bad[:3])}); not saved, last good "
+                           f"checkpoint: {out / 'last.pth' if (out / 'last.pth').is_file() else 'none'}")
+                log(message)
+                raise TrainingDiverged(message)
             state = dict(args=vars(args), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
                          optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
             if epoch % args.save_freq == 0 or epoch in (args.epochs, total):
@@ -299,11 +346,9 @@ def main(args):
         write_plots(out, result, features, args.dataset, read_metrics(out))
     write_json(result, out / 'results.json')
     log(summary_line(f"{args.dataset} linear eval", result) + f" -> {out / 'results.json'}", always=True)
+    release_run_folder(out)
     return result
 
 
 if __name__ == '__main__':
-    try:
-        main(parse_option())
-    except (DataError, CheckpointError, TrainingDiverged) as err:
-        sys.exit(f"error: {err}")
+    cli(main, parse_option, (TrainingDiverged,))

@@ -21,7 +21,6 @@ import os
 import shlex
 import statistics
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,8 +30,7 @@ from tqdm import tqdm
 
 import linEval
 import pretrain_and_linEval as pretrain
-from data import DataError
-from runs import CheckpointError, write_json
+from runs import cli, write_json
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'sbu': [('sbu', ['--fold', str(f)], f'fold{f}') for f in range(5)],
@@ -234,7 +232,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (DataError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    cli(main, lambda: sys.argv[1:])

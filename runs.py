@@ -22,6 +22,69 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit the requested run."""
 
 
+class RunError(RuntimeError):
+    """A run cannot go on (its folder is taken, its state is not finite, ...); the message says why."""
+
+
+def cli(main, parse, expected=()):
+    """Run a script's main(parse()) and turn every expected failure into one line on stderr and exit
+    status 1 (no traceback): data, checkpoint and run errors, and OS errors, named by their file."""
+    from data import DataError
+    try:
+        return main(parse())
+    except (DataError, CheckpointError, RunError, *expected) as err:
+        sys.exit(f"error: {err}")
+    except OSError as err:  # permission denied, disk full, a folder where a file should be, ...
+        where = f"{err.filename}: " if err.filename else ''
+        sys.exit(f"error: {where}{err.strerror or err}")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, 'an integer >= 1')
+
+
+def natural_int(text):
+    """argparse type: an integer >= 0."""
+    return _number(text, int, lambda v: v >= 0, 'an integer >= 0')
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    return _number(text, float, lambda v: v > 0 and v != float('inf'), 'a finite number > 0')
+
+
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    return _number(text, float, lambda v: 0 <= v < float('inf'), 'a finite number >= 0')
+
+
+def fraction(text):
+    """argparse type: a number in (0, 1]."""
+    return _number(text, float, lambda v: 0 < v <= 1, 'a number in (0, 1]')
+
+
+def epoch_list(text):
+    """argparse type: comma-separated epochs >= 1, e.g. '30,70' ('' for none)."""
+    try:
+        epochs = [int(e) for e in str(text).split(',') if e.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
+    if any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"{text!r}: epochs must be >= 1")
+    return str(text)
+
+
+def _number(text, kind, ok, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
 def set_seed(seed, deterministic=False):
     """Seed Python, numpy and torch (CUDA too); `deterministic` also turns on PyTorch's
     deterministic algorithms (and the cuBLAS workspace setting they need)."""
@@ -139,9 +202,39 @@ class RunLog:
 
 
 def make_out_dir(out_dir, name):
+    """Create the run folder (default runs/<name>-<time>) and take its lock: a second run writing into
+    the same folder is refused (RunError) while this process lives."""
     out = Path(out_dir or Path('runs') / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out_dir {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    lock_run_folder(out)
     return out
+
+
+_LOCKS = {}  # run folder -> open lock file, held until the process exits
+
+
+def lock_run_folder(out):
+    """Exclusive advisory lock on <out>/.lock (released when the process ends, even by SIGKILL)."""
+    import fcntl
+    key = str(Path(out).resolve())
+    if key in _LOCKS:
+        return
+    handle = open(Path(out) / '.lock', 'a')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunError(f"--out_dir {out}: another run is writing into this folder; wait for it or choose another "
+                       "--out_dir") from None
+    _LOCKS[key] = handle
+
+
+def release_run_folder(out):
+    handle = _LOCKS.pop(str(Path(out).resolve()), None)
+    if handle is not None:
+        handle.close()
 
 
 def load_checkpoint(path):
@@ -165,15 +258,15 @@ def common_options(parser):
                         help='folder laid out like data/README.md ($ASCAL_DATA_ROOT if set, else ./data)')
     parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
                         help='where parsed SBU/N-UCLA text and json are cached ($ASCAL_CACHE_DIR if set, else ~/.cache/ascal)')
-    parser.add_argument('--fold', type=int, default=None, help='SBU fold 0-4 (preset 0); UWA3D fold 0-5 (preset 5)')
+    parser.add_argument('--fold', type=natural_int, default=None, help='SBU fold 0-4 (preset 0); UWA3D fold 0-5 (preset 5)')
     parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
                         'the literature uses 3); UWA3D test view (preset 2)')
     parser.add_argument('--sbu_true_depth', action='store_true',
                         help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
-    parser.add_argument('--num_workers', type=int, default=None, help='DataLoader workers (per-dataset default)')
+    parser.add_argument('--num_workers', type=natural_int, default=None, help='DataLoader workers (per-dataset default)')
     parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='CPU threads (default: $OMP_NUM_THREADS if set, else the CPUs this process may use)')
     parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
@@ -190,9 +283,15 @@ def read_config(argv):
     if not path:
         return {}
     try:
-        return json.loads(Path(path).read_text())
+        config = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: --config {path}: not a readable args.json ({err})") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"error: --config {path}: expected a json object of options (an args.json), "
+                         f"found {type(config).__name__}")
+    if 'dataset' in config and config['dataset'] not in PRESETS:
+        raise SystemExit(f"error: --config {path}: unknown dataset {config['dataset']!r}; known: {', '.join(PRESETS)}")
+    return config
 
 
 def config_defaults(parser, config):
@@ -225,6 +324,15 @@ class MetricsLog:
             for key in self.FIELDS[2:]:
                 self.writer.add_scalar(f'pretrain/{key}', row[key], row['step'])
             self.writer.flush()
+
+
+def truncate_metrics(out_dir, last_epoch):
+    """Drop the metrics.csv rows after `last_epoch` (a resumed run replays those epochs)."""
+    path = Path(out_dir) / 'metrics.csv'
+    if path.exists():
+        rows = [r for r in read_metrics(out_dir) if int(r['epoch']) <= last_epoch]
+        atomic_write(path, lambda f: f.write(''.join(
+            [','.join(MetricsLog.FIELDS) + '\n'] + [','.join(r[k] for k in MetricsLog.FIELDS) + '\n' for r in rows]).encode()))
 
 
 def read_metrics(out_dir):

@@ -7,6 +7,7 @@ a few evenly spaced frames; both persons where there are two).
 """
 import argparse
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -70,10 +71,17 @@ def main(argv=None):
     parser.add_argument('--aug', default='subtract_randomFlip_shear', help='augmentation chain of the views')
     parser.add_argument('--views', type=int, default=2, help='augmented views to draw')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', default='views.png')
+    parser.add_argument('--fold', type=int, default=None, help='SBU / UWA3D fold (preset if unset)')
+    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA / UWA3D test view (preset if unset)')
+    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
+                        help='parsed-data cache ($ASCAL_CACHE_DIR if set)')
+    parser.add_argument('--out', default='runs/views.png', help='PNG to write (its folder is created)')
     args = parser.parse_args(argv)
     preset = PRESETS[args.dataset]
-    data, labels = load_split(args.dataset, args.data_root, args.split, preset.get('fold'), preset.get('test_view'))
+    fold = preset.get('fold') if args.fold is None else args.fold
+    test_view = preset.get('test_view') if args.test_view is None else args.test_view
+    data, labels = load_split(args.dataset, args.data_root, args.split, fold, test_view, cache_dir=args.cache_dir)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= args.index < len(labels):
         raise SystemExit(f"error: --index {args.index}: the {args.split} split has {len(labels)} samples")
     x = np.asarray(data[args.index], dtype=np.float32)

@@ -99,7 +99,8 @@ def ntu_memmap_memory(samples, tmp, device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='SBU only, 3 pretraining epochs (< 60 s on 2 CPU cores)')
-    parser.add_argument('--out', default=None, help='JSON path (default bench/results/speed-<device>.json)')
+    parser.add_argument('--out', default=None, help='JSON path (default bench/results/speed-<device>.json; '
+                        'with --quick runs/speed-<device>-quick.json, so the committed file stays)')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
     parser.add_argument('--data_root', default=str(Path(__file__).resolve().parents[2] / 'shared' / 'data'))
     args = parser.parse_args()
@@ -116,13 +117,16 @@ def main():
             # alternate the two paths and keep each one's best of two runs
             ref = max(time_pretraining(name, 'numpy', epochs, device, args.data_root, tmp) for _ in range(2))
             fast = max(time_pretraining(name, 'torch', epochs, device, args.data_root, tmp) for _ in range(2))
-            bf16 = max(time_pretraining(name, 'torch', epochs, device, args.data_root, tmp, 'bf16') for _ in range(2))
+            bf16_ok = pretrain.autocast_dtype('bf16', device, lambda message, always=False: print(message)) is not None
+            bf16 = max(time_pretraining(name, 'torch', epochs, device, args.data_root, tmp, 'bf16')
+                       for _ in range(2)) if bf16_ok else None
             lin_ref, acc_ref = time_linear_eval(name, 'recompute', 90, device, args.data_root, tmp)
             lin_fast, acc_fast = time_linear_eval(name, 'cache', 90, device, args.data_root, tmp)
             report['datasets'][name] = dict(
                 pretrain_seq_per_s_reference=round(ref, 1), pretrain_seq_per_s_fast=round(fast, 1),
-                pretrain_speedup=round(fast / ref, 2), pretrain_seq_per_s_fast_bf16=round(bf16, 1),
-                pretrain_speedup_bf16=round(bf16 / ref, 2), lineval_seconds_reference=round(lin_ref, 2),
+                pretrain_speedup=round(fast / ref, 2),
+                pretrain_seq_per_s_fast_bf16=round(bf16, 1) if bf16 else 'unsupported on this device',
+                pretrain_speedup_bf16=round(bf16 / ref, 2) if bf16 else None, lineval_seconds_reference=round(lin_ref, 2),
                 lineval_seconds_fast=round(lin_fast, 2), lineval_speedup=round(lin_ref / lin_fast, 1),
                 lineval_top1_last_reference=round(acc_ref, 2), lineval_top1_last_fast=round(acc_fast, 2))
             print(name, report['datasets'][name], flush=True)
@@ -130,7 +134,8 @@ def main():
     report['peak_rss_mb'] = round(__import__('resource').getrusage(0).ru_maxrss / 1024, 1)
     if device.type == 'cuda':
         report['peak_cuda_memory_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-    out = Path(args.out or Path(__file__).parent / 'results' / f'speed-{device.type}.json')
+    out = Path(args.out or (Path('runs') / f'speed-{device.type}-quick.json' if args.quick else
+                            Path(__file__).parent / 'results' / f'speed-{device.type}.json'))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + '\n')
     print(json.dumps(report, indent=2))

@@ -9,19 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from data import DataError, check_finite
+from data import DataError, check_finite, read_text
 
 SETS = ['s01s02', 's01s03', 's01s07', 's02s01', 's02s03', 's02s06', 's02s07', 's03s02', 's03s04',
         's03s05', 's03s06', 's04s02', 's04s03', 's04s06', 's05s02', 's05s03', 's06s02', 's06s03',
         's06s04', 's07s01', 's07s03']
 FOLDS = [[1, 9, 15, 19], [5, 7, 10, 16], [2, 3, 20, 21], [4, 6, 8, 11], [12, 13, 14, 17, 18]]  # 1-based set ids
 PERSONS, JOINTS = 2, 15
+SEQUENCES = 282  # the clean release; fold sizes 55, 52, 56, 54, 65
 
 
 def read_sequence(path, true_depth=False):
     """Parse one skeleton_pos.txt -> float32 (C=3, T, V=15, M=2)."""
     rows = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split(',')
@@ -43,15 +44,26 @@ def read_sequence(path, true_depth=False):
 
 
 def find_sequences(root):
-    """All `<set>/<class>/<seq>/skeleton_pos.txt` under root -> list of (path, set_id 1-based, label)."""
+    """All `<set>/<class>/<seq>/skeleton_pos.txt` under root -> (list of (path, set_id 1-based, label),
+    what is missing: set folders, empty class folders, sequence folders without skeleton_pos.txt)."""
     root = Path(root)
-    found = []
+    found, skipped = [], []
     for set_id, name in enumerate(SETS, 1):
-        for path in sorted((root / name).glob('*/*/skeleton_pos.txt')):
-            label = int(path.parent.parent.name) - 1
-            if not 0 <= label < 8:
-                raise DataError(f"{path}: class folder {path.parent.parent.name!r} is not 01..08")
-            found.append((path, set_id, label))
+        if not (root / name).is_dir():
+            skipped.append(f"{root / name}/ (set folder missing)")
+            continue
+        for class_dir in sorted(p for p in (root / name).iterdir() if p.is_dir()):
+            if not (class_dir.name.isdigit() and 1 <= int(class_dir.name) <= 8):
+                raise DataError(f"{class_dir}: class folder {class_dir.name!r} is not 01..08")
+            sequences = sorted(p for p in class_dir.iterdir() if p.is_dir())
+            if not sequences:
+                skipped.append(f"{class_dir}/ (empty class folder)")
+            for seq in sequences:
+                path = seq / 'skeleton_pos.txt'
+                if path.is_file():
+                    found.append((path, set_id, int(class_dir.name) - 1))
+                else:
+                    skipped.append(f"{path} (missing)")
     if not found:
         raise DataError(f"{root}: no <set>/<class>/<seq>/skeleton_pos.txt files found")
-    return found
+    return found, skipped

@@ -116,7 +116,7 @@ def test_missing_data_exits_with_one_message(tmp_path):
 def test_bad_options_exit_cleanly(data_root, tmp_path):
     for rate in ('1.5', '0'):
         proc = run('linEval.py', '--mode', 'semi', '--model_path', 'x.pth', '--semi_rate', rate)
-        assert proc.returncode == 2 and f'--semi_rate {float(rate)}: must be in (0, 1]' in proc.stderr
+        assert proc.returncode == 2 and f"argument --semi_rate: '{rate}' is not a number in (0, 1]" in proc.stderr
     proc = run('pretrain_and_linEval.py', '--data_root', str(data_root), '--batch_size', '500',
                '--out_dir', str(tmp_path / 'run'))
     assert proc.returncode != 0 and '--batch_size 500 is larger than the 227 training samples' in proc.stderr
