@@ -140,13 +140,17 @@ def parse_chain(name, registry=AUGMENTATIONS):
             raise ValueError(f"unknown augmentation {token!r} in {name!r}; known: {', '.join(registry)}")
         fn = registry[token]
         if value:
-            params = list(inspect.signature(fn).parameters)[2:]
-            if not params:
-                raise ValueError(f"augmentation {token!r} in {name!r} takes no parameter")
+            params = list(inspect.signature(fn).parameters.values())[2:]
+            if not params or not isinstance(params[0].default, (int, float)):
+                raise ValueError(f"augmentation {token!r} in {name!r} takes no numeric parameter")
             try:
-                fn = functools.partial(fn, **{params[0]: float(value)})
+                number = float(value)
             except ValueError:
                 raise ValueError(f"{token}:{value} in {name!r}: the parameter must be a number") from None
+            if not np.isfinite(number) or (isinstance(params[0].default, int) and not number.is_integer()):
+                raise ValueError(f"{token}:{value} in {name!r}: {params[0].name} must be a finite "
+                                 f"{type(params[0].default).__name__}")
+            fn = functools.partial(fn, **{params[0].name: type(params[0].default)(number)})
         fns.append(fn)
     return fns
 

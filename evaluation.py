@@ -86,13 +86,14 @@ def load_splits(opts):
     """
     args = (opts['dataset'], opts['data_root'], 'train', opts.get('fold'), opts.get('test_view'),
             opts.get('sbu_true_depth', False), opts['cache_dir'])
-    train_x, train_y, groups = load_split(*args, with_groups=True)
+    allow = opts.get('allow_missing', False)
+    train_x, train_y, groups = load_split(*args, with_groups=True, allow_missing=allow)
     if opts.get('eval_split', 'test') == 'validation':
         keep, held = validation_split(train_y, groups, opts.get('val_seed', 1))
         splits = [(train_x[keep], train_y[keep]), (train_x[held], train_y[held])]
         groups = None if groups is None else groups[keep]
     else:
-        splits = [(train_x, train_y), load_split(*args[:2], 'val', *args[3:])]
+        splits = [(train_x, train_y), load_split(*args[:2], 'val', *args[3:], allow_missing=allow)]
     if opts.get('preprocess', 'none') == 'body':
         body = PRESETS[opts['dataset']]['body_joints']
         splits = [(preprocess.normalise_split(x, body, opts['selected_frames']), y) for x, y in splits]

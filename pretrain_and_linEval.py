@@ -22,7 +22,7 @@ from data import DataError
 from dataset import PRESETS, SkeletonDataset
 from evaluation import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
                         milestones, protocol_options, summary_line, write_plots)
-from runs import (CheckpointError, MetricsLog, RunLog, cli, common_options, config_defaults, epoch_list,
+from runs import (CheckpointError, MetricsLog, RunError, RunLog, cli, common_options, config_defaults, epoch_list,
                   fraction, load_checkpoint, natural_int, non_negative_float, positive_float, positive_int,
                   make_out_dir, provenance, read_config, release_run_folder, truncate_metrics, read_metrics, resolve_device, rng_state, save_checkpoint,
                   set_rng_state, set_seed, set_threads, write_json)
@@ -31,7 +31,7 @@ from recipes import CORRECTED, RECIPES, STRONG
 
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError):
     """The contrastive loss became NaN or inf."""
 
 
@@ -351,4 +351,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    cli(main, parse_option, (TrainingDiverged,))
+    cli(main, parse_option)

@@ -26,13 +26,13 @@ class RunError(RuntimeError):
     """A run cannot go on (its folder is taken, its state is not finite, ...); the message says why."""
 
 
-def cli(main, parse, expected=()):
+def cli(main, parse):
     """Run a script's main(parse()) and turn every expected failure into one line on stderr and exit
     status 1 (no traceback): data, checkpoint and run errors, and OS errors, named by their file."""
     from data import DataError
     try:
         return main(parse())
-    except (DataError, CheckpointError, RunError, *expected) as err:
+    except (DataError, CheckpointError, RunError) as err:
         sys.exit(f"error: {err}")
     except OSError as err:  # permission denied, disk full, a folder where a file should be, ...
         where = f"{err.filename}: " if err.filename else ''
@@ -245,7 +245,7 @@ def load_checkpoint(path):
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not saved by AS-CAL): "
-                              f"{str(err).splitlines()[0]}") from None
+                              f"{(str(err).splitlines() or [type(err).__name__])[0]}") from None
     if not isinstance(ckpt, dict) or not {'args', 'model'} <= set(ckpt):
         raise CheckpointError(f"{path}: not an AS-CAL checkpoint (needs 'args' and 'model')")
     return ckpt
@@ -263,6 +263,9 @@ def common_options(parser):
                         'the literature uses 3); UWA3D test view (preset 2)')
     parser.add_argument('--sbu_true_depth', action='store_true',
                         help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
+    parser.add_argument('--allow_missing', action='store_true',
+                        help='go on when SBU / N-UCLA sequences are missing (each skipped file is named); '
+                             'default: refuse a dataset whose sequence count differs from the release')
     parser.add_argument('--num_workers', type=natural_int, default=None, help='DataLoader workers (per-dataset default)')
     parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')

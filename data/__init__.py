@@ -10,6 +10,13 @@ from pathlib import Path
 class DataError(ValueError):
     """A data file or folder is missing or malformed; the message names which and why."""
 
+    def __init__(self, message):
+        # A DataLoader worker's error comes back as DataError("Caught DataError in DataLoader worker
+        # process 0. Original Traceback ... data.DataError: <message>"): keep just the message.
+        if 'Original Traceback' in str(message):
+            message = str(message).strip().splitlines()[-1].split('DataError: ', 1)[-1]
+        super().__init__(message)
+
 
 def check_finite(array, source):
     """Raise DataError if `array` holds NaN or inf; `source` names where it came from."""

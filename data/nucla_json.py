@@ -60,8 +60,10 @@ def read_sequence(path):
 
 
 def find_sequences(root):
-    """Sorted json paths under `root/all_sqe`."""
+    """Sorted json paths under `root/all_sqe`, each named aXX_sYY_eZZ_vWW.json with view 1..3."""
     paths = sorted((Path(root) / 'all_sqe').glob('*.json'))
     if not paths:
         raise DataError(f"{Path(root) / 'all_sqe'}: no N-UCLA *.json files found")
+    for path in paths:
+        name_fields(path)
     return paths

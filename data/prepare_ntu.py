@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data import DataError, check_finite
+from data import DataError, check_finite, read_text
 
 MAX_FRAMES, JOINTS, MAX_BODIES = 300, 25, 2
+PLAUSIBLE_FRAMES, PLAUSIBLE_BODIES = 20_000, 64  # far above any NTU file; a header beyond is corrupt
 XSUB60_TRAIN = [1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38]
 XSUB120_TRAIN = XSUB60_TRAIN + [45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80,
                                 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100, 103]
@@ -36,7 +37,7 @@ NAME = re.compile(r'S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})')
 
 def read_skeleton(path):
     """Parse one .skeleton file -> float32 (C=3, T, V=25, M=2); absent bodies stay zero."""
-    lines = Path(path).read_text().split('\n')
+    lines = read_text(path).split('\n')
     pos = 0
 
     def next_line():
@@ -52,9 +53,14 @@ def read_skeleton(path):
         num_frames = int(next_line()[0])
         if num_frames <= 0:
             raise DataError(f"{path}: empty sequence (frame count {num_frames})")
+        if num_frames > min(PLAUSIBLE_FRAMES, len(lines)):
+            raise DataError(f"{path}: header claims {num_frames} frames, more than the file's {len(lines)} lines")
         data = np.zeros((3, num_frames, JOINTS, MAX_BODIES), dtype=np.float32)
         for t in range(num_frames):
-            for body in range(int(next_line()[0])):
+            bodies = int(next_line()[0])
+            if not 0 <= bodies <= PLAUSIBLE_BODIES:
+                raise DataError(f"{path}:{pos}: frame {t} has {bodies} bodies")
+            for body in range(bodies):
                 next_line()  # body info: id, clipped edges, hand states, lean, tracking state
                 num_joints = int(next_line()[0])
                 if num_joints != JOINTS:
@@ -126,8 +132,10 @@ def main(argv=None):
                         "pass --missing_list")
     missing = set(missing_list.read_text().split())
     splits = split_files(skeleton_dir, args.benchmark, missing)
-    if not splits['train'] and not splits['val']:
-        raise DataError(f"{skeleton_dir}: no NTU .skeleton files for {args.benchmark}")
+    empty = [split for split, paths in splits.items() if not paths]
+    if empty:
+        raise DataError(f"{skeleton_dir}: no NTU .skeleton files of the {' and '.join(empty)} split of "
+                        f"{args.benchmark} (found {sum(map(len, splits.values()))} in all)")
     out = Path(args.out_dir) / args.benchmark
     out.mkdir(parents=True, exist_ok=True)
     for split, paths in splits.items():
@@ -136,7 +144,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except DataError as err:
-        raise SystemExit(f"error: {err}")
+    from runs import cli
+    cli(main, lambda: None)
