@@ -28,11 +28,15 @@ PRESETS = {
     'ntu60_xview': dict(_NTU, classes=60),
     'ntu120_xsub': dict(_NTU, classes=120),
     'ntu120_xsetup': dict(_NTU, classes=120),
-    'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6), hidden_units=128, lstm_layer=2, nce_k=200,
+    'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6),
+                actions=['approaching', 'departing', 'kicking', 'punching', 'pushing', 'hugging', 'shaking hands',
+                         'exchanging objects'], hidden_units=128, lstm_layer=2, nce_k=200,
                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=0,
                 source='https://www3.cs.stonybrook.edu/~kyun/research/kinect_interaction/ '
                        '(the "clean" version: s01s02/ ... s07s03/ folders)'),
-    'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8), hidden_units=256, lstm_layer=1, nce_k=500,
+    'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8),
+                 actions=['pick up with one hand', 'pick up with two hands', 'drop trash', 'walk around', 'sit down',
+                          'stand up', 'donning', 'doffing', 'throw', 'carry'], hidden_units=256, lstm_layer=1, nce_k=500,
                  batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1,
                  source='the N-UCLA `all_sqe` json release used by Shift-GCN / CTR-GCN '
                         '(NW-UCLA link in their READMEs)'),

@@ -300,16 +300,24 @@ def honest_probes(train, test, groups, seed):
                 probe_validation=dict(lbfgs=chosen['validation_lbfgs'], knn=chosen['validation_knn']))
 
 
-def write_plots(out, result, features, dataset, metrics_rows=None):
-    """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch, t-SNE of test features."""
+def write_plots(out, result, features, dataset, metrics_rows=None, warmup_epochs=0):
+    """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch with the reported epoch,
+    t-SNE of test features and the confusion matrix of the validation-selected L-BFGS probe."""
     import plots
+    names = PRESETS[dataset].get('actions')
     if metrics_rows:
-        plots.plot_loss(metrics_rows, out / 'loss.png')
+        plots.plot_loss(metrics_rows, out / 'loss.png', warmup_epochs)
     if result.get('history'):
-        plots.plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result.get('mode', 'linear')}")
+        plots.plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result.get('mode', 'linear')}",
+                            result.get('select', 'last'))
     if features is not None:
         val_x, val_y = features[1]
-        plots.plot_tsne(val_x.numpy(), val_y.numpy(), out / 'tsne.png', f'{dataset}: t-SNE of test CAE features')
+        plots.plot_tsne(val_x.numpy(), val_y.numpy(), out / 'tsne.png', f'{dataset}: t-SNE of test CAE features', names)
+        if result.get('probe_C') is not None:
+            predicted = lbfgs_probe(features[0], result['probe_C'])(val_x.numpy())
+            plots.plot_confusion(val_y.numpy(), predicted, out / 'confusion.png',
+                                 f"{dataset}: L-BFGS probe (C {result['probe_C']:g} chosen on validation), "
+                                 f"top-1 {result['probe_top1']:.1f}", names)
 
 
 def knn_top1(features, k):

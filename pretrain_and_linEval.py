@@ -103,7 +103,8 @@ def parse_option(argv=None):
                             + ' (each chosen on validation); the command line still wins')
     group.add_argument('--corrected', action='store_true', help='same as --recipe corrected')
     parser.set_defaults(dataset='sbu', selected_frames=preset['frames'],
-                        **{k: v for k, v in preset.items() if k not in ('source', 'joints', 'persons', 'classes', 'frames', 'body_joints')})
+                        **{k: v for k, v in preset.items()
+                           if k not in ('source', 'joints', 'persons', 'classes', 'frames', 'body_joints', 'actions')})
     parser.set_defaults(**recipe)
     config_defaults(parser, config)
     args = parser.parse_args(argv)
@@ -343,7 +344,7 @@ def main(args):
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
                   model_path=str(eval_path), recipe=args.recipe, eval_split=args.eval_split, provenance=run_info)
     if not args.no_plots:
-        write_plots(out, result, features, args.dataset, read_metrics(out))
+        write_plots(out, result, features, args.dataset, read_metrics(out), args.warmup_epochs)
     write_json(result, out / 'results.json')
     log(summary_line(f"{args.dataset} linear eval", result) + f" -> {out / 'results.json'}", always=True)
     release_run_folder(out)

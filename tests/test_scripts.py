@@ -145,7 +145,7 @@ def test_knn_separates_two_clusters():
 
 def test_plots_metrics_and_config_round_trip(pretrained, data_root, tmp_path):
     out, _ = pretrained  # the fixture ran with plots on
-    for name in ('loss.png', 'accuracy.png', 'tsne.png'):
+    for name in ('loss.png', 'accuracy.png', 'tsne.png', 'confusion.png'):
         assert (out / name).stat().st_size > 5000 and (out / name).read_bytes()[:4] == b'\x89PNG'
     rows = (out / 'metrics.csv').read_text().splitlines()
     assert rows[0] == 'epoch,step,loss,lr,pos_logit,contrast_top1,queue_fill,seconds' and len(rows) == 1 + 3
