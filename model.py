@@ -30,6 +30,7 @@ class LSTMEncoder(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.input_size, self.hidden_size, self.pooling, self.motion = input_size, hidden_size, pooling, motion
+        self.bidirectional = bidirectional
         self.out_dim = hidden_size * (2 if bidirectional else 1)
         rnn = {'lstm': nn.LSTM, 'gru': nn.GRU}[cell]
         self.bi_lstm = rnn(input_size * (2 if motion else 1), hidden_size, num_layers=num_layers,
@@ -39,18 +40,44 @@ class LSTMEncoder(nn.Module):
         n, c, t, v, m = x.shape
         if c * v * m != self.input_size:
             raise ValueError(f"encoder expects C*V*M = {self.input_size}, got input of shape {tuple(x.shape)}")
+        real = x.ne(0).any(dim=4).any(dim=3).any(dim=1)  # (N, T): frames that are not all-zero padding
         if self.motion:
             x = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
         seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, -1)  # (T, N, C*V*M)
+        if self.pooling == 'masked_mean':
+            return self._masked_mean(seq, real)
         out, _ = self.bi_lstm(seq)  # (T, N, out_dim)
         if self.pooling == 'mean':
             return out.mean(0)
         if self.pooling == 'sum':
             return out.sum(0)
-        if self.pooling == 'last':
-            return out[-1]
-        mask = (seq != 0).any(-1, keepdim=True).to(out.dtype)  # (T, N, 1): real frames
-        return (out * mask).sum(0) / mask.sum(0).clamp(min=1)
+        return out[-1]
+
+    def _masked_mean(self, seq, real, chunks=4):
+        """Mean of the outputs at real frames (N, out_dim).
+
+        A forward-only RNN cannot be changed by padding after a sequence's end, so sequences whose
+        real frames come first are sorted by length and run in `chunks` groups, each only up to its
+        longest sequence: the same result with far fewer padded frames computed (oneDNN's fused LSTM
+        stays in use; packed sequences take a much slower CPU path). Sequences with padding first
+        (a reversed view) and bidirectional RNNs run over all T frames with the mean masked.
+        """
+        t, n = seq.shape[:2]
+        lengths = real.sum(1)
+        trailing = (real == (torch.arange(t, device=seq.device)[None] < lengths[:, None])).all(1)
+        if self.bidirectional:
+            trailing[:] = False
+        index = torch.arange(n, device=seq.device)
+        groups = [(index[trailing][g], False) for g in lengths[trailing].argsort().tensor_split(chunks)]
+        groups = [(g, full) for g, full in groups + [(index[~trailing], True)] if len(g)]
+        pooled = []
+        for group, full in groups:
+            longest = t if full else max(int(lengths[group].max()), 1)
+            out, _ = self.bi_lstm(seq[:longest, group])
+            mask = real[group, :longest].t()[..., None].to(out.dtype)  # (T', n', 1)
+            pooled.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
+        order = torch.cat([g for g, _ in groups])
+        return torch.cat(pooled)[order.argsort()]
 
 
 class MomentumContrast(nn.Module):

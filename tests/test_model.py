@@ -136,3 +136,21 @@ def test_batch_larger_than_queue_keeps_the_last_keys_in_order():
         keys = model.encoder_k(x)
     # sequential writes of 12 keys from row 3: rows 3,4,0,1,2,3,4,0,1,2,3,4 -> the last 5 keys at rows 0,1,2,3,4 = keys 7..11
     assert torch.equal(model.queue, keys[[7, 8, 9, 10, 11]]) and model.queue_ptr.item() == (3 + 12) % 5
+
+
+@pytest.mark.parametrize('bidirectional, motion', [(False, False), (False, True), (True, False)])
+def test_masked_mean_skips_trailing_padding_with_the_same_result(bidirectional, motion):
+    torch.manual_seed(0)
+    enc = LSTMEncoder(60, 16, 2, 'masked_mean', bidirectional=bidirectional, motion=motion)
+    x = torch.randn(11, 3, 30, 20, 1)
+    for i, length in enumerate(torch.randint(1, 30, (11,)).tolist()):
+        x[i, :, length:] = 0
+    x[3], x[5] = x[3].flip(1), x[5].flip(1)  # reversed views: padding first
+    real = (x != 0).any(4).any(3).any(1)  # (N, T)
+    if motion:
+        x_in = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+    else:
+        x_in = x
+    out, _ = enc.bi_lstm(x_in.permute(2, 0, 1, 3, 4).reshape(30, 11, -1))
+    mask = real.t()[..., None].float()
+    torch.testing.assert_close(enc(x), (out * mask).sum(0) / mask.sum(0), rtol=1e-5, atol=1e-6)
