@@ -5,10 +5,10 @@
     python ablation.py --summary             # rebuild results/ablation/README.md from the JSON files
 
 Every run is `pretrain_and_linEval.py --eval_split validation`: whole subjects (N-UCLA) or one
-training fold (SBU) are held out of the training split and play the test split's role. Rows:
-the corrected recipe; each step of `STRONG_STEPS` added one at a time (the last row is
-`--recipe strong`); the strong recipe with each step removed; and candidates that validation
-rejected, each added to the strong recipe. Runs already recorded are skipped.
+training fold (SBU) are held out of the training split and play the test split's role. Rows
+(recipes.py): the corrected recipe; round 1's steps added one at a time (the last row is the
+round-1 strong recipe); the round-1 recipe with each step removed; round-1 candidates, each added
+to it; round 2's recipes (one of them is `--recipe strong`). Runs already recorded are skipped.
 """
 import argparse
 import json
@@ -22,18 +22,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recipes import CORRECTED, STRONG, STRONG_STEPS
+from recipes import CORRECTED, ROUND1_CANDIDATES, ROUND1_STEPS, ROUND2
 
 PROTOCOLS = {  # name -> (dataset arguments, splits whose validation parts are averaged)
     'ucla_view3': (['--dataset', 'ucla', '--test_view', '3'], [[]]),
     'sbu': (['--dataset', 'sbu'], [['--fold', str(f)] for f in range(5)]),
 }
-REJECTED = [  # candidates tried on top of the strong recipe that validation did not keep
-    ('+ random rotation (up to 30 degrees)', dict(aug1=STRONG['aug1'] + '_rotate', aug2=STRONG['aug2'] + '_rotate')),
-    ('+ key momentum 0.99', dict(alpha=0.99)),
-    ('+ temperature 0.2', dict(nce_t=0.2)),
-    ('+ 120 update epochs (decay at 60)', dict(epochs=120, lr_decay_epochs='60')),
-]
 METRICS = [('probe_top1', 'L-BFGS probe'), ('knn_selected_top1', 'KNN (k on validation)'),
            ('top1_last', 'SGD linear, last epoch')]
 
@@ -54,13 +48,13 @@ def arguments(options):
 def configurations():
     """(row name, options beyond the corrected recipe) in table order."""
     rows, added = [('corrected recipe', {})], {}
-    for name, step in STRONG_STEPS:
+    for name, step in ROUND1_STEPS:
         added = {**added, **step}
         rows.append((f'+ {name}', added))
-    for name, _ in STRONG_STEPS:
-        rows.append((f'strong without {name}', {k: v for n, s in STRONG_STEPS if n != name for k, v in s.items()}))
-    rows += [(name, {**added, **extra}) for name, extra in REJECTED]
-    return rows
+    for name, _ in ROUND1_STEPS:
+        rows.append((f'strong without {name}', {k: v for n, s in ROUND1_STEPS if n != name for k, v in s.items()}))
+    rows += [(name, {**added, **extra}) for name, extra in ROUND1_CANDIDATES]
+    return rows + ROUND2
 
 
 def slug(name):

@@ -75,9 +75,9 @@ def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
     base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
     run_dir = Path(args.runs) / protocol / config / f'{split}-seed{seed}'
     path = result_paths(args.out, protocol, config, split, seed)
-    todo = {e for e in EVALUATIONS if args.force or not path[e].exists()}
-    ckpt = json.loads(path['linear'].read_text())['model_path'] if 'linear' not in todo else None
-    if ckpt is None or (not Path(ckpt).exists() and todo & set(SEMI)):
+    todo = {e for e in args.evaluations if args.force or not path[e].exists()}
+    ckpt = json.loads(path['linear'].read_text())['model_path'] if path['linear'].exists() else None
+    if 'linear' in todo or (todo & set(SEMI) and not (ckpt and Path(ckpt).exists())):
         result, command = run('pretrain_and_linEval.py', base + pre_args + (QUICK['pretrain'] if args.quick else []),
                               run_dir / 'pretrain', args.threads)
         record(path['linear'], result, command)
@@ -193,6 +193,8 @@ def main(argv=None):
     parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
+    parser.add_argument('--evaluations', nargs='+', choices=EVALUATIONS, default=EVALUATIONS,
+                        help='which runs of each job (semi needs the linear run\'s checkpoint, which is rerun if gone)')
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
@@ -211,9 +213,9 @@ def main(argv=None):
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
                 for c in args.configs for s in seeds]
         todo = [(p, c, e) for p, c, _, _, split, s in jobs for e, path in result_paths(args.out, p, c, split, s).items()
-                if args.force or not path.exists()]
-        if len(todo) < len(jobs) * len(EVALUATIONS):
-            print(f"{len(jobs) * len(EVALUATIONS) - len(todo)} of {len(jobs) * len(EVALUATIONS)} runs are already "
+                if e in args.evaluations and (args.force or not path.exists())]
+        if len(todo) < len(jobs) * len(args.evaluations):
+            print(f"{len(jobs) * len(args.evaluations) - len(todo)} of {len(jobs) * len(args.evaluations)} runs are already "
                   f"recorded in {args.out}/ and are skipped (--force reruns them, --out DIR writes elsewhere)", flush=True)
         seconds = None if args.quick else estimate(todo)
         print(f"{len(todo)} runs in {len(jobs)} jobs, {args.jobs} side by side x {args.threads} threads; estimated time "
