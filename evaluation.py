@@ -213,13 +213,14 @@ def frozen_features(encoder, splits, opts, device):
             for s in eval_datasets(splits, opts)]
 
 
-def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None):
+def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None, save_path=None):
     """Train a linear classifier on the frozen encoder (SPEC §5.1). The evaluation transform is
     deterministic, so features are extracted once (`lin_features='cache'`, or passed in as
     `features`); 'recompute' runs the encoder on every batch of every epoch as the official code
     does, with the same result.
 
-    splits: ((train data, labels), (val data, labels)). Returns summarise() of the history.
+    splits: ((train data, labels), (val data, labels)). Returns summarise() of the history; the
+    trained classifier (last epoch) goes to `save_path` if given (`linEval.py --head_path` tests it).
     """
     classifier = (classifier or LinearClassifier(encoder.out_dim, PRESETS[opts['dataset']]['classes'])).to(device)
     batch, seed, workers = opts['lin_batch_size'], opts['seed'], opts.get('num_workers') or 0
@@ -236,14 +237,31 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
     schedule = (opts['lin_learning_rate'], opts['lin_epochs'], opts['lin_lr_decay_epochs'])
     history, _ = fit(model, classifier.parameters(), train_batches, val_batches, schedule, device, log, 'linear',
                      opts.get('quiet', False))
+    if save_path is not None:
+        save_checkpoint(dict(args=opts, model=classifier.state_dict()), save_path)
     return dict(summarise(history, opts['select']), history=history)
 
 
-def evaluate_frozen(encoder, splits, groups, opts, device, log):
+@torch.no_grad()
+def score_head(encoder, head, splits, opts, device):
+    """Top-1 / top-5 % of a saved linear head on the frozen encoder's test features (no training)."""
+    _, (test_x, test_y) = frozen_features(encoder, splits, opts, device)
+    classifier = LinearClassifier(encoder.out_dim, PRESETS[opts['dataset']]['classes'])
+    try:
+        classifier.load_state_dict(head)
+    except RuntimeError as err:
+        raise CheckpointError(f"linear head does not fit this encoder: {str(err).splitlines()[-1].strip()}") from None
+    logits = classifier.to(device)(test_x.to(device))
+    return [100 * hits / len(test_y) for hits in accuracy(logits, test_y.to(device))]
+
+
+def evaluate_frozen(encoder, splits, groups, opts, device, log, out=None):
     """The official SGD linear evaluation, cosine-KNN top-1 at --knn_k, and the validation-selected
-    probes (`honest_probes`) of a frozen encoder, sharing one feature extraction. Returns (results, features)."""
+    probes (`honest_probes`) of a frozen encoder, sharing one feature extraction; the SGD classifier
+    is saved as <out>/linear_head.pth. Returns (results, features)."""
     features = frozen_features(encoder, splits, opts, device)
-    result = linear_evaluation(encoder, splits, opts, device, log, features=features)
+    result = linear_evaluation(encoder, splits, opts, device, log, features=features,
+                               save_path=None if out is None else out / 'linear_head.pth')
     honest = honest_probes(features[0], features[1], groups, opts.get('val_seed', 1))
     log(f"validation-selected probes: L-BFGS top1 {honest['probe_top1']:.2f} (C {honest['probe_C']:g}), "
         f"KNN top1 {honest['knn_selected_top1']:.2f} (k {honest['knn_selected_k']})")
@@ -371,9 +389,10 @@ def run_semi(encoder, splits, opts, device, log, out):
     return dict(result, labelled=len(subset), finetune_history=history)
 
 
-def run_supervise(splits, opts, device, log):
+def run_supervise(splits, opts, device, log, out=None):
     """Train encoder + classifier from scratch on all training labels (SPEC §5.4); with the strong
-    recipe on its preprocessed data, with Adam and its augmentation (`train_aug`) on training batches."""
+    recipe on its preprocessed data, with Adam and its augmentation (`train_aug`) on training batches.
+    The network after the last epoch is saved as <out>/supervised.pth."""
     train, val = eval_datasets(splits, opts)
     model = EncoderClassifier(build_encoder(opts), PRESETS[opts['dataset']]['classes']).to(device)
     schedule = (opts['learning_rate'], opts['epochs'], opts['lr_decay_epochs'])
@@ -382,6 +401,8 @@ def run_supervise(splits, opts, device, log):
     history, _ = fit(model, model.parameters(), loader(train, opts['batch_size'], True, opts['seed'], workers, device),
                      loader(val, 256, False, 0, workers, device), schedule, device, log, 'supervise', opts['quiet'],
                      opts.get('optimizer', 'sgd'), transform, opts['seed'])
+    if out is not None:
+        save_checkpoint(dict(args=opts, model=model.state_dict()), out / 'supervised.pth')
     return dict(summarise(history, opts['select']), history=history)
 
 

@@ -17,7 +17,7 @@ from data import DataError
 from dataset import PRESETS
 from evaluation import (SCHEDULES, SEMI_SCHEDULES, evaluate_frozen, frozen_features, honest_probes, knn_top1,
                         load_encoder, load_splits, protocol_options, raw_features, run_semi, run_supervise,
-                        summary_line, write_plots)
+                        summary_line, score_head, write_plots)
 from recipes import RECIPES, SUPERVISE_KEYS
 from runs import (CheckpointError, RunLog, cli, common_options, config_defaults, epoch_list, fraction, load_checkpoint,
                   make_out_dir, positive_float, positive_int, release_run_folder,
@@ -49,6 +49,8 @@ def parse_option_lin_eval(argv=None):
                         help='supervise and raw: take data, encoder and optimiser choices from this recipe '
                              '(strong: also its training augmentation); eval/semi read them from the checkpoint')
     parser.add_argument('--model_path', default=None, help='pretraining checkpoint (eval, semi, knn)')
+    parser.add_argument('--head_path', default=None, help='eval: test this saved linear_head.pth on the '
+                        'checkpoint\'s frozen features instead of training a classifier')
     common_options(parser)
     group = parser.add_argument_group('optimisation (None = the official value for the mode, SPEC §5.2)')
     group.add_argument('--epochs', type=positive_int, default=None, help='supervise 200 (NTU 60); semi stage 1 35/15/10 for '
@@ -152,7 +154,10 @@ def main(args):
         f"device {device}, output {out}")
     features = None
     if args.mode == 'supervise':
-        result = run_supervise(splits, opts, device, log)
+        result = run_supervise(splits, opts, device, log, out)
+    elif args.head_path:
+        top1, top5 = score_head(encoder.to(device), load_checkpoint(args.head_path)['model'], splits, opts, device)
+        result = dict(top1=top1, top5=top5, top1_last=top1, head_path=args.head_path)
     elif args.mode == 'raw':
         result = honest_probes(*raw_features(splits, opts), groups, opts['val_seed'])
         result = dict(result, top1=result['probe_top1'], top5=None)
@@ -164,7 +169,7 @@ def main(args):
         result = dict(top1=top1, top5=None, top1_best=top1, top1_last=top1, top5_last=None, knn_top1=top1,
                       knn_k=opts['knn_k'])
     else:
-        result, features = evaluate_frozen(encoder.to(device), splits, groups, opts, device, log)
+        result, features = evaluate_frozen(encoder.to(device), splits, groups, opts, device, log, out)
     result = dict(dataset=opts['dataset'], mode=args.mode, **result, epochs=opts['epochs'], seed=opts['seed'],
                   seconds=round(time.time() - start, 2), model_path=args.model_path, recipe=opts.get('recipe'),
                   eval_split=opts.get('eval_split', 'test'), provenance=run_info)

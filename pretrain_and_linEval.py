@@ -339,7 +339,7 @@ def main(args):
     eval_path = out / f'ckpt_epoch_{args.warmup_epochs + args.epochs if args.eval_final else args.epochs}.pth'
     log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
-    result, features = evaluate_frozen(encoder, splits, groups, opts, device, log)
+    result, features = evaluate_frozen(encoder, splits, groups, opts, device, log, out)
     result = dict(dataset=args.dataset, mode='pretrain_and_linEval', **result, epochs=args.epochs,
                   lin_epochs=args.lin_epochs, seed=args.seed, seconds=round(time.time() - start, 2),
                   model_path=str(eval_path), recipe=args.recipe, eval_split=args.eval_split, provenance=run_info)

@@ -72,6 +72,7 @@ def test_supervise_from_scratch(data_root, tmp_path):
     saved = json.loads((tmp_path / 'args.json').read_text())
     assert saved['hidden_units'] == 256 and saved['fold'] == 1  # official architecture for supervise
     assert 'supervise on sbu: 230 train / 52 test' in (tmp_path / 'log.txt').read_text()
+    assert torch.load(tmp_path / 'supervised.pth', weights_only=True)['model']['classifier.weight'].shape == (8, 256)
 
 
 def test_semi_subset_sizes():
@@ -222,3 +223,11 @@ def test_threads_and_provenance_are_recorded(pretrained):
         assert key in run and key in result['provenance']
     assert run['threads'] == 1 and run['device'] == 'cpu' and run['out_dir'] == str(out)
     assert run['process_command'].startswith('python ') and run['torch'] == torch.__version__
+
+
+def test_saved_linear_head_reproduces_the_last_epoch(pretrained, tmp_path):
+    out, result = pretrained
+    assert torch.load(out / 'linear_head.pth', weights_only=True)['model']['classifier.weight'].shape == (8, 128)
+    args = linEval.parse_option_lin_eval(['--model_path', result['model_path'], '--head_path', str(out / 'linear_head.pth'),
+                                          '--out_dir', str(tmp_path / 'head'), '--quiet', '--no_plots'])
+    assert linEval.main(args)['top1'] == pytest.approx(result['top1_last'])
