@@ -1,5 +1,8 @@
 """The fast paths give what the reference paths give: batch augmentation has the per-sample
 distributions, cached-feature linear evaluation equals recomputing features every epoch."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +89,13 @@ def test_reference_backend_and_amp_run(data_root, tmp_path, extra):
     result = pretrain.main(args)
     assert 0 <= result['top1'] <= 100
     assert 'queue warm-up' in (tmp_path / 'log.txt').read_text()
+
+
+def test_synthetic_ntu_benchmark_smoke(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
+    import speed
+    report = speed.synthetic_ntu(torch.device('cpu'), measure=32, samples=96)
+    assert report['array_samples'] == 96 and report['array_mb'] == pytest.approx(96 * 3 * 300 * 25 * 2 * 4 / 2 ** 20, 0.01)
+    for key in ('pretrain_seq_per_s_reference', 'pretrain_seq_per_s_fast', 'projected_pretrain_hours_fast',
+                'feature_extraction_seq_per_s', 'projected_linear_eval_minutes', 'peak_rss_mb'):
+        assert report[key] > 0
