@@ -160,10 +160,11 @@ def _performers(names, n):
 
 def _check_labels(labels, classes, source):
     raw = np.asarray(labels)
-    if raw.dtype == bool or raw.dtype.kind not in 'iuf' or (raw.dtype.kind == 'f' and (raw != np.round(raw)).any()):
-        bad = next((v for v in raw.ravel() if isinstance(v, (bool, np.bool_)) or not float(v).is_integer()), raw.dtype) \
-            if raw.dtype.kind in 'iufb' else raw.dtype
-        raise DataError(f"{source}: labels must be integers, found {bad!r}")
+    if raw.dtype.kind not in 'iuf':  # bool, str, object
+        raise DataError(f"{source}: labels must be integers, found {raw.dtype} values")
+    fractional = raw != np.round(raw)
+    if fractional.any():
+        raise DataError(f"{source}: labels must be integers, found {raw[fractional][0]!r}")
     labels = raw.astype(np.int64)
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
