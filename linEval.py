@@ -21,7 +21,7 @@ from evaluation import (SCHEDULES, SEMI_SCHEDULES, evaluate_frozen, frozen_featu
 from recipes import RECIPES, SUPERVISE_KEYS
 from runs import (CheckpointError, RunLog, cli, common_options, config_defaults, epoch_list, fraction, load_checkpoint,
                   make_out_dir, positive_float, positive_int, release_run_folder,
-                  provenance, read_config, resolve_device, set_seed, set_threads, write_json)
+                  provenance, provenance_line, read_config, resolve_device, set_seed, set_threads, write_json)
 
 # Where an option is not given and the checkpoint does not hold it (supervise, raw: no checkpoint).
 FALLBACK = dict(data_root=os.environ.get('ASCAL_DATA_ROOT', 'data'),
@@ -146,8 +146,7 @@ def main(args):
     log = RunLog(out, args.quiet)
     run_info = provenance(device, out)
     write_json(dict(opts, provenance=run_info), out / 'args.json')
-    log(f"{run_info['process_command']} on {run_info['device_name']} ({device}, {run_info['threads']} threads), "
-        f"torch {run_info['torch']}, commit {run_info['git_commit']}{' (dirty)' if run_info['git_dirty'] else ''}")
+    log(provenance_line(run_info))
     for note in notes:
         log(note)
     log(f"{args.mode} on {opts['dataset']}: {len(splits[0][1])} train / {len(splits[1][1])} test samples, "

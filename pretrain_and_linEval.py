@@ -23,9 +23,10 @@ from dataset import PRESETS, SkeletonDataset
 from evaluation import (adjust_learning_rate, build_encoder, evaluate_frozen, load_encoder, load_splits, loader,
                         milestones, protocol_options, summary_line, write_plots)
 from runs import (CheckpointError, MetricsLog, RunError, RunLog, cli, common_options, config_defaults, epoch_list,
-                  fraction, load_checkpoint, natural_int, non_negative_float, positive_float, positive_int,
-                  make_out_dir, provenance, read_config, release_run_folder, truncate_metrics, read_metrics, resolve_device, rng_state, save_checkpoint,
-                  set_rng_state, set_seed, set_threads, write_json)
+                  fraction, load_checkpoint, make_out_dir, natural_int, non_negative_float, positive_float,
+                  positive_int, provenance, provenance_line, read_config, read_metrics, release_run_folder,
+                  resolve_device, rng_state, save_checkpoint, set_rng_state, set_seed, set_threads,
+                  truncate_metrics, write_json)
 from model import MomentumContrast
 from recipes import CORRECTED, RECIPES, STRONG
 
@@ -325,11 +326,10 @@ def main(args):
         torch.distributed.broadcast_object_list(out)  # the same run folder on every rank
     out = out[0]
     log = RunLog(out, args.quiet) if rank == 0 else (lambda message, always=False: None)
-    run_info = provenance(device, out)
+    run_info = provenance(device, out) if rank == 0 else None
     if rank == 0:
         write_json(dict(opts, provenance=run_info), out / 'args.json')
-        log(f"{run_info['process_command']} on {run_info['device_name']} ({device}, {run_info['threads']} threads), "
-            f"torch {run_info['torch']}, commit {run_info['git_commit']}{' (dirty)' if run_info['git_dirty'] else ''}")
+        log(provenance_line(run_info))
     pretrain(args, train_x, train_y, device, out, log, rank, world)
     if world > 1:
         torch.distributed.barrier()

@@ -169,6 +169,12 @@ def provenance(device, out_dir):
                 host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
 
 
+def provenance_line(info):
+    """One log line of a provenance() dict."""
+    return (f"{info['process_command']} on {info['device_name']} ({info['device']}, {info['threads']} threads), "
+            f"torch {info['torch']}, commit {info['git_commit']}{' (dirty)' if info['git_dirty'] else ''}")
+
+
 def atomic_write(path, write):
     """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file."""
     path = Path(path)
