@@ -4,7 +4,7 @@ import json
 import reproduce
 
 
-def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path):
+def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     out = tmp_path / 'results'
     reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
     for config in reproduce.CONFIGS:
@@ -18,4 +18,5 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path):
     assert '| sbu | strong | raw |' in table and '| sbu | strong | semi40-random |' in table
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
     reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
+    assert 'runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
