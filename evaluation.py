@@ -314,9 +314,13 @@ def select_probe_settings(train, groups, seed):
 
 def honest_probes(train, test, groups, seed):
     """Settings chosen on validation (`select_probe_settings`), refit on the whole training split,
-    the test split evaluated once. train/test: (features (N, D), labels (N,))."""
+    the test split evaluated once. train/test: (features (N, D), labels (N,)). The L-BFGS probe's
+    test predictions are kept (`probe_predictions`, for the confusion matrix)."""
     chosen = select_probe_settings(train, groups, seed)
-    return dict(probe_top1=_top1(lbfgs_probe(train, chosen['C']), test), probe_C=chosen['C'],
+    test_x, test_y = _numpy(test)
+    predicted = lbfgs_probe(train, chosen['C'])(test_x)
+    return dict(probe_top1=float(100 * (predicted == test_y).mean()), probe_C=chosen['C'],
+                probe_predictions=predicted.tolist(),
                 knn_selected_top1=_top1(knn_probe(train, chosen['k']), test), knn_selected_k=chosen['k'],
                 probe_validation=dict(lbfgs=chosen['validation_lbfgs'], knn=chosen['validation_knn']))
 
@@ -334,9 +338,8 @@ def write_plots(out, result, features, dataset, metrics_rows=None, warmup_epochs
     if features is not None:
         val_x, val_y = features[1]
         plots.plot_tsne(val_x.numpy(), val_y.numpy(), out / 'tsne.png', f'{dataset}: t-SNE of test CAE features', names)
-        if result.get('probe_C') is not None:
-            predicted = lbfgs_probe(features[0], result['probe_C'])(val_x.numpy())
-            plots.plot_confusion(val_y.numpy(), predicted, out / 'confusion.png',
+        if result.get('probe_predictions') is not None:
+            plots.plot_confusion(val_y.numpy(), np.asarray(result['probe_predictions']), out / 'confusion.png',
                                  f"{dataset}: L-BFGS probe (C {result['probe_C']:g} chosen on validation), "
                                  f"top-1 {result['probe_top1']:.1f}", names)
 

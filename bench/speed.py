@@ -21,8 +21,10 @@ linear-classifier speed, peak memory, and the projected time of a full 61-epoch 
 """
 import argparse
 import json
+import pickle
 import platform
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -94,7 +96,6 @@ def ntu_memmap_memory(samples, tmp, device):
     array[:] = np.random.default_rng(0).normal(size=(1, 3, 300, 25, 2))
     array.flush()
     del array
-    import pickle
     pickle.dump(([str(i) for i in range(samples)], [i % 60 for i in range(samples)]), open(label_path, 'wb'))
     before = rss_anon_mb()
     data, labels = load_array(data_path, label_path, 25, 2, 60)
@@ -132,7 +133,7 @@ def write_synthetic_ntu(root, samples, seed=0):
         labels = (np.arange(n) % NTU60_XSUB['classes']).tolist()
         names = [f'S001C001P{1 + i % 20:03d}R001A{1 + i % 60:03d}' for i in range(n)]
         with open(folder / f'{split}_label.pkl', 'wb') as f:
-            __import__('pickle').dump((names, labels), f)
+            pickle.dump((names, labels), f)
     return round((folder / 'train_data.npy').stat().st_size / 2 ** 20, 1)
 
 
@@ -178,7 +179,7 @@ def synthetic_ntu(device, measure, samples=NTU60_XSUB['train']):
         feature_extraction_seq_per_s=round(extract_rate, 1),
         projected_linear_eval_minutes=round(((NTU60_XSUB['train'] + NTU60_XSUB['test']) / extract_rate
                                              + 90 * linear_epoch) / 60, 1),
-        peak_rss_mb=round(__import__('resource').getrusage(0).ru_maxrss / 1024, 1))
+        peak_rss_mb=round(resource.getrusage(0).ru_maxrss / 1024, 1))
     if device.type == 'cuda':
         report['peak_cuda_memory_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     return report
@@ -231,7 +232,7 @@ def main():
                 lineval_top1_last_reference=round(acc_ref, 2), lineval_top1_last_fast=round(acc_fast, 2))
             print(name, report['datasets'][name], flush=True)
         report['ntu_memmap'] = ntu_memmap_memory(500 if args.quick else 4000, tmp, device)
-    report['peak_rss_mb'] = round(__import__('resource').getrusage(0).ru_maxrss / 1024, 1)
+    report['peak_rss_mb'] = round(resource.getrusage(0).ru_maxrss / 1024, 1)
     if device.type == 'cuda':
         report['peak_cuda_memory_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     out = Path(args.out or (Path('runs') / f'speed-{device.type}-quick.json' if args.quick else
