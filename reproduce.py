@@ -21,7 +21,7 @@ import os
 import shlex
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -33,9 +33,9 @@ import pretrain_and_linEval as pretrain
 from runs import cli, write_json
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
-    'sbu': [('sbu', ['--fold', str(f)], f'fold{f}') for f in range(5)],
-    'ucla_view3': [('ucla', ['--test_view', '3'], 'view3')],
-    'ucla_view1': [('ucla', ['--test_view', '1'], 'view1')],
+    'sbu': [('sbu', ('--fold', str(f)), f'fold{f}') for f in range(5)],
+    'ucla_view3': [('ucla', ('--test_view', '3'), 'view3')],
+    'ucla_view1': [('ucla', ('--test_view', '1'), 'view1')],
 }
 CONFIGS = {  # name -> (pretraining arguments, evaluation arguments, supervised / raw-input arguments)
     'faithful': ([], [], []),
@@ -176,16 +176,10 @@ random stratified draw fixed by the seed.
     return text
 
 
-def estimate(todo):
-    """Seconds the (protocol, config, evaluation) runs should take, from the mean run time of each kind
-    recorded in results/ (one process on 2 cores); None if a kind was never recorded."""
-    total = 0.0
-    for protocol, config, evaluation in todo:
-        known = [json.loads(p.read_text())['seconds'] for p in Path('results', protocol, config).glob(f'*-{evaluation}.json')]
-        if not known:
-            return None
-        total += statistics.mean(known)
-    return total
+def recorded_seconds(protocol, config, evaluation):
+    """Mean run time of this kind of run recorded in results/ (one process on 2 cores), or None."""
+    known = [json.loads(p.read_text())['seconds'] for p in Path('results', protocol, config).glob(f'*-{evaluation}.json')]
+    return statistics.mean(known) if known else None
 
 
 def main(argv=None):
@@ -212,18 +206,22 @@ def main(argv=None):
         protocols, seeds = (['sbu'], args.seeds[:1]) if args.quick else (args.protocols, args.seeds)
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
                 for c in args.configs for s in seeds]
-        todo = [(p, c, e) for p, c, _, _, split, s in jobs for e, path in result_paths(args.out, p, c, split, s).items()
-                if e in args.evaluations and (args.force or not path.exists())]
-        if len(todo) < len(jobs) * len(args.evaluations):
-            print(f"{len(jobs) * len(args.evaluations) - len(todo)} of {len(jobs) * len(args.evaluations)} runs are already "
-                  f"recorded in {args.out}/ and are skipped (--force reruns them, --out DIR writes elsewhere)", flush=True)
-        seconds = None if args.quick else estimate(todo)
-        print(f"{len(todo)} runs in {len(jobs)} jobs, {args.jobs} side by side x {args.threads} threads; estimated time "
-              + (f"{seconds / 60 / args.jobs:.0f} min" if seconds is not None else 'unknown')
+        todo = {job: [e for e, path in result_paths(args.out, *job[:2], *job[4:]).items()
+                      if e in args.evaluations and (args.force or not path.exists())] for job in jobs}
+        runs, total = sum(len(e) for e in todo.values()), len(jobs) * len(args.evaluations)
+        if runs < total:
+            print(f"{total - runs} of {total} runs are already recorded in {args.out}/ and are skipped "
+                  f"(--force reruns them, --out DIR writes elsewhere)", flush=True)
+        recorded = {(*job[:2], e): None if args.quick else recorded_seconds(*job[:2], e) for job in jobs for e in todo[job]}
+        seconds = {job: sum(recorded[(*job[:2], e)] or 0 for e in todo[job]) for job in jobs}
+        jobs.sort(key=lambda job: -seconds[job])  # longest first, so that side-by-side workers finish together
+        minutes = sum(seconds.values()) / 60 / args.jobs
+        print(f"{runs} runs in {len(jobs)} jobs, {args.jobs} side by side x {args.threads} threads; estimated time "
+              + ('unknown' if args.quick else f"{'over ' if None in recorded.values() else ''}{minutes:.0f} min")
               + " (from the run times recorded in results/)", flush=True)
         pool = ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) if args.jobs > 1 else None
         finished = ((reproduce_split(*job, args) for job in jobs) if pool is None else
-                    (f.result() for f in [pool.submit(reproduce_split, *job, args) for job in jobs]))
+                    (f.result() for f in as_completed([pool.submit(reproduce_split, *job, args) for job in jobs])))
         with tqdm(total=len(jobs), unit='job') as bar:
             for protocol, config, split, seed in finished:
                 bar.update()
