@@ -2,8 +2,10 @@
 
     python viewer.py --dataset sbu --index 0 --aug subtract_randomFlip_shear --views 2 --out views.png
 
-Row 1 is the centred sequence, each further row a view drawn with the given chain (x-y plane,
-a few evenly spaced frames; both persons where there are two).
+Row 1 is the input sequence (x-y plane, a few evenly spaced frames, person m in colour Cm), row 2
+the same centred on joint 1 as the encoder sees it, each further row a view drawn with the given
+chain. Centring puts each person at its own origin, so from row 2 on two persons are drawn side by
+side (person 2 shifted right), not on top of each other.
 """
 import argparse
 import os
@@ -30,15 +32,31 @@ BONES = {  # 0-based joint pairs per layout (joints: count)
 }
 
 
+def side_by_side(x):
+    """(C, T, V, M) -> the same with person m shifted right by m widths (x axis), the result centred:
+    persons centred on their own joints would otherwise be drawn on top of each other."""
+    x = x.copy()
+    present = [m for m in range(x.shape[3]) if x[:, :, :, m].any()]
+    if len(present) < 2:
+        return x
+    real = x.any(axis=(0, 2))  # (T, M): frames in which a person is not padding
+    width = max(np.ptp(x[0, real[:, m], :, m]) for m in present) * 1.2
+    for i, m in enumerate(present):
+        x[0, real[:, m], :, m] += (i - (len(present) - 1) / 2) * width
+    return x
+
+
 def draw_strip(rows, titles, path, frames=6):
     """rows: list of (C, T, V, M) arrays -> PNG with one row per array and `frames` evenly spaced
-    frames of each, taken among its non-padding frames."""
+    frames of each, taken among its non-padding frames; person m in colour Cm."""
     fig, axes = plt.subplots(len(rows), frames, figsize=(1.6 * frames, 1.9 * len(rows)), squeeze=False)
     for r, (x, title) in enumerate(zip(rows, titles)):
         real = np.flatnonzero(np.abs(x).sum(axis=(0, 2, 3)) > 0)
         picked = real[np.linspace(0, len(real) - 1, frames).astype(int)] if len(real) else np.zeros(frames, int)
         bones = BONES.get(x.shape[2], [])
-        lim = np.abs(x[:2]).max() * 1.05 or 1
+        centre = x[:2, real].reshape(2, -1)
+        centre = (centre.max(1) + centre.min(1)) / 2 if len(real) else np.zeros(2)
+        lim = np.abs(x[:2, real] - centre[:, None, None, None]).max() * 1.05 if len(real) else 1
         for c, f in enumerate(picked):
             ax = axes[r, c]
             for m in range(x.shape[3]):
@@ -48,8 +66,8 @@ def draw_strip(rows, titles, path, frames=6):
                 for a, b in bones:
                     ax.plot(pts[0, [a, b]], pts[1, [a, b]], color=f'C{m}', lw=1.2)
                 ax.scatter(pts[0], pts[1], s=4, color=f'C{m}')
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
+            ax.set_xlim(centre[0] - (lim or 1), centre[0] + (lim or 1))
+            ax.set_ylim(centre[1] - (lim or 1), centre[1] + (lim or 1))
             ax.set_aspect('equal')
             ax.set_xticks([])
             ax.set_yticks([])
@@ -86,9 +104,10 @@ def main(argv=None):
         raise SystemExit(f"error: --index {args.index}: the {args.split} split has {len(labels)} samples")
     x = np.asarray(data[args.index], dtype=np.float32)
     frames, rng = preset['frames'], np.random.default_rng(args.seed)
-    rows = [augment.build_transform('subtract', frames)(x, rng)]
+    rows = [augment.build_transform('None', frames)(x, rng), augment.build_transform('subtract', frames)(x, rng)]
     rows += [augment.build_transform(args.aug, frames)(x, rng) for _ in range(args.views)]
-    titles = ['centred'] + [f'view {i + 1}' for i in range(args.views)]
+    rows = rows[:1] + [side_by_side(row) for row in rows[1:]]
+    titles = ['input', 'centred'] + [f'view {i + 1}' for i in range(args.views)]
     print(draw_strip(rows, titles, args.out))
 
 

@@ -167,6 +167,21 @@ def test_viewer_draws_real_sample(data_root, tmp_path):
     assert out.stat().st_size > 10000
 
 
+def test_viewer_draws_two_centred_persons_side_by_side(data_root, cache_dir):
+    import viewer
+    import augment
+    from dataset import load_split
+    data, _ = load_split('sbu', str(data_root), 'train', 0, None, cache_dir=cache_dir)
+    x = augment.center(np.asarray(data[50], dtype=np.float32))
+    assert np.abs(x[:, :, :, 0] - x[:, :, :, 1]).mean() < np.abs(x).mean()  # centring stacks the two persons
+    apart = viewer.side_by_side(x)
+    real = x.any(axis=(0, 2))
+    assert real[:, 1].any() and (apart[:, ~real[:, 0], :, 0] == 0).all()  # padding stays padding
+    left, right = apart[0, real[:, 0], :, 0], apart[0, real[:, 1], :, 1]
+    assert left.max() < right.min()  # person 2 entirely to the right of person 1
+    np.testing.assert_array_equal(apart[1:], x[1:])
+
+
 def test_every_option_has_help():
     import argparse
     for module, build in ((pretrain, 'parse_option'), (linEval, 'parse_option_lin_eval')):
