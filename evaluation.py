@@ -17,7 +17,7 @@ import augment
 import augment_batch
 import preprocess
 from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split, validation_split
-from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder
+from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder, with_motion
 from runs import CheckpointError, positive_int, save_checkpoint
 
 # Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
@@ -420,9 +420,10 @@ def raw_features(splits, opts):
         x = np.asarray(x[:, :, :opts['selected_frames']], dtype=np.float32)
         if eval_chain(opts) == 'subtract':
             x = augment_batch.center(x)  # the official per-frame centring, as the encoder would see it
+        x = torch.tensor(x)  # a copy: the input may be a read-only memory map
         if opts.get('motion'):
-            x = np.concatenate([x, np.diff(x, axis=2, prepend=x[:, :, :1])], axis=1)
-        out.append((torch.from_numpy(x.reshape(len(x), -1)), torch.as_tensor(y)))
+            x = with_motion(x)
+        out.append((x.reshape(len(x), -1), torch.as_tensor(y)))
     return out
 
 

@@ -13,6 +13,11 @@ import torch.nn.functional as F
 POOLINGS = ('mean', 'masked_mean', 'last', 'sum')
 
 
+def with_motion(x):
+    """(N, C, T, V, M) -> (N, 2C, T, V, M): the coordinates, then frame differences x_t - x_{t-1} (0 at t=0)."""
+    return torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+
+
 class LSTMEncoder(nn.Module):
     """Recurrent encoder over flattened skeleton frames, pooled over time into the CAE.
 
@@ -42,7 +47,7 @@ class LSTMEncoder(nn.Module):
             raise ValueError(f"encoder expects C*V*M = {self.input_size}, got input of shape {tuple(x.shape)}")
         real = x.ne(0).any(dim=4).any(dim=3).any(dim=1)  # (N, T): frames that are not all-zero padding
         if self.motion:
-            x = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+            x = with_motion(x)
         seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, -1)  # (T, N, C*V*M)
         if self.pooling == 'masked_mean':
             return self._masked_mean(seq, real)

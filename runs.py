@@ -134,7 +134,10 @@ def set_threads(threads):
     return torch.get_num_threads()
 
 
-def _cpu_model():
+def device_name(device):
+    """The GPU's name, or the CPU model from /proc/cpuinfo (platform's guess where there is none)."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
     try:
         for line in Path('/proc/cpuinfo').read_text().splitlines():
             if line.startswith('model name'):
@@ -163,7 +166,7 @@ def provenance(device, out_dir):
     import numpy as np
     commit, dirty = _git_commit()
     return dict(process_command=' '.join(['python', Path(sys.argv[0]).name, *sys.argv[1:]]), device=str(device),
-                device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else _cpu_model(),
+                device_name=device_name(device),
                 threads=torch.get_num_threads(), out_dir=str(out_dir), python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, git_commit=commit, git_dirty=dirty,
                 host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S'))

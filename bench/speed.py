@@ -22,7 +22,6 @@ linear-classifier speed, peak memory, and the projected time of a full 61-epoch 
 import argparse
 import json
 import pickle
-import platform
 import re
 import resource
 import sys
@@ -37,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pretrain_and_linEval as pretrain  # noqa: E402
 from dataset import SkeletonDataset, load_array  # noqa: E402
 from evaluation import FeatureBatches, extract_features, fit, linear_evaluation, load_splits, loader  # noqa: E402
-from model import LinearClassifier  # noqa: E402
-from runs import RunLog, resolve_device  # noqa: E402
-from model import LSTMEncoder  # noqa: E402
+from model import LinearClassifier, LSTMEncoder  # noqa: E402
+from runs import RunLog, device_name, resolve_device  # noqa: E402
 
 
 def rss_anon_mb():
@@ -48,11 +46,9 @@ def rss_anon_mb():
     return int(re.search(r'RssAnon:\s+(\d+)', status).group(1)) / 1024
 
 
-def device_name(device):
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    cpu = re.search(r'model name\s+: (.*)', Path('/proc/cpuinfo').read_text())
-    return f"{cpu.group(1) if cpu else platform.processor()} ({torch.get_num_threads()} threads)"
+def bench_device(device):
+    """The device's name, with the thread count on CPU."""
+    return device_name(device) + ('' if device.type == 'cuda' else f" ({torch.get_num_threads()} threads)")
 
 
 def sync(device):
@@ -139,7 +135,7 @@ def write_synthetic_ntu(root, samples, seed=0):
 
 def synthetic_ntu(device, measure, samples=NTU60_XSUB['train']):
     """The NTU-scale benchmark (module docstring) as a report dict."""
-    report = dict(device=device_name(device), device_type=device.type, torch=torch.__version__,
+    report = dict(device=bench_device(device), device_type=device.type, torch=torch.__version__,
                   dataset='synthetic ntu60_xsub', array_samples=samples, measured_sequences=measure)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -208,7 +204,7 @@ def main():
         return
     datasets = ['sbu'] if args.quick else ['sbu', 'ucla']
     epochs = 3 if args.quick else 10
-    report = dict(device=device_name(device), device_type=device.type, torch=torch.__version__, quick=args.quick,
+    report = dict(device=bench_device(device), device_type=device.type, torch=torch.__version__, quick=args.quick,
                   pretrain_epochs=epochs, lin_epochs=90, datasets={})
     with tempfile.TemporaryDirectory() as tmp:
         for name in datasets:

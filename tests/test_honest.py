@@ -130,6 +130,17 @@ def test_two_person_normalisation_uses_the_first_person():
     assert not out[1, :, :, :, 1].any() and np.isfinite(out).all()
 
 
+def test_raw_floor_sees_the_frames_and_motion_the_encoder_sees():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 12, 5, 1)).astype(np.float32)
+    y = np.arange(4)
+    [(features, labels)] = evaluation.raw_features([(x, y)], dict(selected_frames=10, preprocess='body', motion=True))
+    frames = x[:, :, :10]
+    motion = np.diff(frames, axis=2, prepend=frames[:, :, :1])
+    np.testing.assert_allclose(features.numpy(), np.concatenate([frames, motion], 1).reshape(4, -1), rtol=1e-6)
+    assert labels.tolist() == y.tolist()
+
+
 def test_encoder_options_and_projection_head():
     enc = LSTMEncoder(6, 8, cell='gru', bidirectional=True, motion=True)
     assert enc(torch.randn(3, 3, 7, 2, 1)).shape == (3, 16) and enc.bi_lstm.input_size == 12
