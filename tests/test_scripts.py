@@ -246,3 +246,16 @@ def test_saved_linear_head_reproduces_the_last_epoch(pretrained, tmp_path):
     args = linEval.parse_option_lin_eval(['--model_path', result['model_path'], '--head_path', str(out / 'linear_head.pth'),
                                           '--out_dir', str(tmp_path / 'head'), '--quiet', '--no_plots'])
     assert linEval.main(args)['top1'] == pytest.approx(result['top1_last'])
+
+
+def test_set_threads_flushes_denormals():
+    import runs
+    if not torch.set_flush_denormal(False):
+        pytest.skip('this CPU cannot flush denormals')
+    tiny = torch.tensor([1e-39])
+    assert (tiny * 1.0).item() != 0
+    try:
+        assert runs.set_threads(1) == 1
+        assert (tiny * 1.0).item() == 0
+    finally:
+        torch.set_flush_denormal(False)
