@@ -175,8 +175,8 @@ def fit(model, params, train, val, schedule, device, log, name, quiet=False, opt
                                            transform, generator)
         top1, top5 = evaluate(model, val, device, quiet) if val is not None else (float('nan'),) * 2
         history.append(dict(epoch=epoch, lr=current, loss=loss, train_top1=train_top1, top1=top1, top5=top5))
-        log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f} "
-            f"test@1 {top1:.2f} test@5 {top5:.2f}")
+        log(f"{name} epoch {epoch}/{epochs} lr {current:g} loss {loss:.4f} train@1 {train_top1:.2f}"
+            + (f" test@1 {top1:.2f} test@5 {top5:.2f}" if val is not None else ''))
         if train_top1 > best_train:
             best_train, best_state = train_top1, {k: v.clone() for k, v in model.state_dict().items()}
     return history, best_state

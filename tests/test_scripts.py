@@ -60,6 +60,7 @@ def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra
     assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 128
     if mode == 'semi':
         assert saved['labelled'] == 8 * int(float(extra[1]) * 227 / 8)
+        assert 'nan' not in (tmp_path / 'log.txt').read_text()  # stage 1 never looks at the test split
     if mode in ('eval', 'knn'):
         assert 0 <= saved['knn_top1'] <= 100 and saved['knn_k'] == (3 if mode == 'knn' else 1)
 
