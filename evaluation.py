@@ -3,8 +3,6 @@ validation), frozen features, the official SGD linear probe, the deterministic L
 KNN with settings chosen on validation only, semi-supervised fine-tuning, supervised training from
 scratch, the lr schedule and the training loops that pretrain_and_linEval.py and linEval.py share.
 """
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,7 +16,7 @@ import augment_batch
 import preprocess
 from dataset import PRESETS, IndexBatches, SkeletonDataset, load_split, validation_split
 from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, LSTMEncoder, with_motion
-from runs import CheckpointError, positive_int, save_checkpoint
+from runs import CheckpointError, available_cpus, positive_int, save_checkpoint
 
 # Official per-mode schedules (SPEC §5.2): (lr, epochs, decay epochs); semi's depend on the rate.
 SCHEDULES = {'eval': (1.0, 90, '15,35,60,75'), 'supervise_ntu': (0.01, 60, '30,40'),
@@ -106,7 +104,7 @@ def load_splits(opts):
 def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu'), rank=0, world=1):
     """DataLoader over IndexBatches (seeded order; this rank's chunk of each batch); pinned memory for a GPU."""
     batches = IndexBatches(len(dataset), batch_size, shuffle, seed, rank, world)
-    num_workers = min(num_workers, len(os.sched_getaffinity(0)))  # more would only oversubscribe the CPUs
+    num_workers = min(num_workers, available_cpus())  # more would only oversubscribe the CPUs
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
                                        pin_memory=device.type == 'cuda')
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import linEval
 import pretrain_and_linEval as pretrain
-from runs import cli, write_json
+from runs import available_cpus, cli, write_json
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'sbu': [('sbu', ('--fold', str(f)), f'fold{f}') for f in range(5)],
@@ -201,7 +201,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or ('runs/reproduce-quick' if args.quick else 'results')
     args.runs = args.runs or ('runs/reproduce-quick' if args.quick else 'runs/reproduce')
-    args.threads = args.threads or max(1, len(os.sched_getaffinity(0)) // args.jobs)
+    args.threads = args.threads or max(1, available_cpus() // args.jobs)
     if not args.summary:
         protocols, seeds = (['sbu'], args.seeds[:1]) if args.quick else (args.protocols, args.seeds)
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
@@ -212,7 +212,8 @@ def main(argv=None):
         if runs < total:
             print(f"{total - runs} of {total} runs are already recorded in {args.out}/ and are skipped "
                   f"(--force reruns them, --out DIR writes elsewhere)", flush=True)
-        recorded = {(*job[:2], e): None if args.quick else recorded_seconds(*job[:2], e) for job in jobs for e in todo[job]}
+        kinds = {(*job[:2], e) for job in jobs for e in todo[job]}  # (protocol, config, evaluation)
+        recorded = {kind: None if args.quick else recorded_seconds(*kind) for kind in kinds}
         seconds = {job: sum(recorded[(*job[:2], e)] or 0 for e in todo[job]) for job in jobs}
         jobs.sort(key=lambda job: -seconds[job])  # longest first, so that side-by-side workers finish together
         minutes = sum(seconds.values()) / 60 / args.jobs

@@ -121,9 +121,14 @@ def resolve_device(name):
     return torch.device(name)
 
 
+def available_cpus():
+    """The CPUs this process may run on (its affinity where the OS tells it, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+
 def default_threads():
-    """CPU threads that do not oversubscribe: $OMP_NUM_THREADS if set, else the CPUs this process may run on."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    """CPU threads that do not oversubscribe: $OMP_NUM_THREADS if set, else `available_cpus()`."""
+    cpus = available_cpus()
     env = os.environ.get('OMP_NUM_THREADS', '')
     return min(int(env), cpus) if env.isdigit() and int(env) > 0 else cpus
 
