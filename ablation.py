@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from recipes import CORRECTED, ROUND1_CANDIDATES, ROUND1_STEPS, ROUND2, STRONG
-from runs import available_cpus
+from runs import available_cpus, positive_int
 
 PROTOCOLS = {  # name -> (dataset arguments, splits whose validation parts are averaged)
     'ucla_view3': (['--dataset', 'ucla', '--test_view', '3'], [[]]),
@@ -131,8 +131,8 @@ def main(argv=None):
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default='results/ablation')
     parser.add_argument('--runs', default='runs/ablation')
-    parser.add_argument('--jobs', type=int, default=available_cpus(), help='runs side by side')
-    parser.add_argument('--threads', type=int, default=1, help='CPU threads per run')
+    parser.add_argument('--jobs', type=positive_int, default=available_cpus(), help='runs side by side')
+    parser.add_argument('--threads', type=positive_int, default=1, help='CPU threads per run')
     parser.add_argument('--summary', action='store_true', help='only rebuild the table')
     args = parser.parse_args(argv)
     if not args.summary:

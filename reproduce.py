@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import linEval
 import pretrain_and_linEval as pretrain
-from runs import available_cpus, cli, write_json
+from runs import available_cpus, cli, positive_int, write_json
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'sbu': [('sbu', ('--fold', str(f)), f'fold{f}') for f in range(5)],
@@ -192,8 +192,8 @@ def main(argv=None):
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
-    parser.add_argument('--jobs', type=int, default=1, help='(protocol, config, split, seed) jobs run side by side')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--jobs', type=positive_int, default=1, help='(protocol, config, split, seed) jobs run side by side')
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch CPU threads per job (default: the CPUs this process may use / --jobs)')
     parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
     parser.add_argument('--quick', action='store_true', help='1 seed, SBU fold 0, 2-3 epochs: a smoke test')

@@ -1,6 +1,8 @@
 """reproduce.py --quick: the machinery runs every protocol step and tabulates it (not the numbers)."""
 import json
 
+import pytest
+
 import reproduce
 
 
@@ -20,3 +22,12 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
     assert 'runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
+
+
+def test_jobs_and_threads_must_be_positive(capsys):
+    import ablation
+    for main in (reproduce.main, ablation.main):
+        for option in ('--jobs', '--threads'):
+            with pytest.raises(SystemExit):
+                main([option, '0', '--summary'])
+            assert f'argument {option}' in capsys.readouterr().err
