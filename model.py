@@ -6,11 +6,14 @@ Unsupervised Action Recognition", Information Sciences 569 (2021). Shapes follow
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 POOLINGS = ('mean', 'masked_mean', 'last', 'sum')
+# Overheads per RNN step and per RNN call in `length_groups`, in sequence-frames (CPU; bench/grouping.py).
+STEP_COST, CALL_COST = 2.0, 60.0
 
 
 def with_motion(x):
@@ -26,8 +29,9 @@ class LSTMEncoder(nn.Module):
     Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional): `mean` of all T outputs
     (official, padded frames included), `masked_mean` (only frames that are not all-zero padding),
     `last` or `sum`. Official: unidirectional LSTM, no motion. The RNN keeps the official attribute
-    name `bi_lstm` so state-dict keys match.
+    name `bi_lstm` so state-dict keys match. `length_costs`: the cost model of `masked_mean`'s grouping.
     """
+    length_costs = (STEP_COST, CALL_COST)
 
     def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean', cell='lstm',
                  bidirectional=False, motion=False):
@@ -58,31 +62,52 @@ class LSTMEncoder(nn.Module):
             return out.sum(0)
         return out[-1]
 
-    def _masked_mean(self, seq, real, chunks=4):
+    def _masked_mean(self, seq, real):
         """Mean of the outputs at real frames (N, out_dim).
 
-        A forward-only RNN cannot be changed by padding after a sequence's end, so sequences whose
-        real frames come first are sorted by length and run in `chunks` groups, each only up to its
-        longest sequence: the same result with far fewer padded frames computed (oneDNN's fused LSTM
-        stays in use; packed sequences take a much slower CPU path). Sequences with padding first
-        (a reversed view) and bidirectional RNNs run over all T frames with the mean masked.
+        A forward-only RNN cannot be changed by padding after a sequence's end, so a sequence whose
+        real frames come first needs only its first `length` frames; the others (a reversed view:
+        padding first; a bidirectional RNN) need all T. The batch is sorted by that number of frames
+        and split by `length_groups` into RNN calls that each run up to their longest sequence: the
+        same result with far fewer padded frames computed (oneDNN's fused LSTM stays in use; packed
+        sequences take a much slower CPU path).
         """
-        t, n = seq.shape[:2]
+        t = seq.shape[0]
         lengths = real.sum(1)
         trailing = (real == (torch.arange(t, device=seq.device)[None] < lengths[:, None])).all(1)
         if self.bidirectional:
             trailing[:] = False
-        index = torch.arange(n, device=seq.device)
-        groups = [(index[trailing][g], False) for g in lengths[trailing].argsort().tensor_split(chunks)]
-        groups = [(g, full) for g, full in groups + [(index[~trailing], True)] if len(g)]
-        pooled = []
-        for group, full in groups:
-            longest = t if full else max(int(lengths[group].max()), 1)
+        needed = torch.where(trailing, lengths.clamp(min=1), t)
+        pooled, order = [], []
+        for group, longest in length_groups(needed.tolist(), *self.length_costs):
+            group = torch.tensor(group, device=seq.device)
             out, _ = self.bi_lstm(seq[:longest, group])
             mask = real[group, :longest].t()[..., None].to(out.dtype)  # (T', n', 1)
             pooled.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
-        order = torch.cat([g for g, _ in groups])
-        return torch.cat(pooled)[order.argsort()]
+            order.append(group)
+        return torch.cat(pooled)[torch.cat(order).argsort()]
+
+
+def length_groups(frames, step_cost=STEP_COST, call_cost=CALL_COST):
+    """Split sequences that each need `frames[i]` RNN steps into groups run as one RNN call up to the
+    group's longest: [(indices, longest)], contiguous in the sorted order and chosen (dynamic
+    programming) to minimise the modelled cost sum(longest * (size + step_cost) + call_cost), in units
+    of one sequence-frame: step_cost is the per-step and call_cost the per-call overhead (bench/grouping.py
+    measures settings on real batches).
+    """
+    order = sorted(range(len(frames)), key=frames.__getitem__)
+    steps = np.array([frames[i] for i in order], dtype=np.float64)
+    best, cut = np.zeros(len(steps) + 1), np.zeros(len(steps) + 1, dtype=int)
+    for end in range(1, len(steps) + 1):
+        starts = np.arange(end)
+        cost = best[:end] + steps[end - 1] * (end - starts + step_cost) + call_cost
+        cut[end] = int(cost.argmin())
+        best[end] = cost[cut[end]]
+    groups, end = [], len(steps)
+    while end:
+        groups.append(([order[i] for i in range(cut[end], end)], int(steps[end - 1])))
+        end = cut[end]
+    return groups[::-1]
 
 
 class MomentumContrast(nn.Module):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dataset import PRESETS
 from evaluation import adjust_learning_rate, milestones
-from model import LSTMEncoder, MomentumContrast
+from model import LSTMEncoder, MomentumContrast, length_groups
 from pretrain_and_linEval import train_one_epoch
 
 
@@ -153,4 +153,21 @@ def test_masked_mean_skips_trailing_padding_with_the_same_result(bidirectional, 
         x_in = x
     out, _ = enc.bi_lstm(x_in.permute(2, 0, 1, 3, 4).reshape(30, 11, -1))
     mask = real.t()[..., None].float()
-    torch.testing.assert_close(enc(x), (out * mask).sum(0) / mask.sum(0), rtol=1e-5, atol=1e-6)
+    padded = (out * mask).sum(0) / mask.sum(0)
+    grouped = enc(x)
+    torch.testing.assert_close(grouped, padded, rtol=1e-5, atol=1e-6)
+    weights = list(enc.parameters())
+    for g_grouped, g_padded in zip(torch.autograd.grad(grouped.square().sum(), weights),
+                                   torch.autograd.grad(padded.square().sum(), weights)):
+        torch.testing.assert_close(g_grouped, g_padded, rtol=1e-4, atol=1e-5)
+
+
+def test_length_groups_cover_every_sequence_once_and_split_only_where_it_pays():
+    frames = [150, 20, 150, 21, 150, 19] * 4
+    groups = length_groups(frames)
+    assert sorted(i for g, _ in groups for i in g) == list(range(len(frames)))
+    assert all(longest == max(frames[i] for i in g) for g, longest in groups)
+    assert [sorted({frames[i] for i in g}) for g, _ in groups] == [[19, 20, 21], [150]]
+    assert len(length_groups([60] * 32)) == 1  # equal lengths: one call
+    assert len(length_groups([60] * 31 + [59])) == 1  # a frame saved does not pay for a call
+    assert length_groups([]) == []
