@@ -68,6 +68,12 @@ def result_paths(out, protocol, config, split, seed):
     return {e: Path(out) / protocol / config / f'{split}-seed{seed}-{e}.json' for e in EVALUATIONS}
 
 
+def job_evaluations(seed, args):
+    """The runs of one seed's job: the raw-input floor draws no random numbers (its probes' validation
+    split is fixed by --val_seed), so it runs for the first seed only."""
+    return [e for e in args.evaluations if e != 'raw' or seed == args.seeds[0]]
+
+
 def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
     """Pretraining + linear/KNN/probes, four semi-supervised settings, the supervised baseline and the
     raw-input floor for one split and seed; each result recorded unless it already is (or --force)."""
@@ -75,7 +81,7 @@ def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
     base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
     run_dir = Path(args.runs) / protocol / config / f'{split}-seed{seed}'
     path = result_paths(args.out, protocol, config, split, seed)
-    todo = {e for e in args.evaluations if args.force or not path[e].exists()}
+    todo = {e for e in job_evaluations(seed, args) if args.force or not path[e].exists()}
     ckpt = json.loads(path['linear'].read_text())['model_path'] if path['linear'].exists() else None
     if 'linear' in todo or (todo & set(SEMI) and not (ckpt and Path(ckpt).exists())):
         result, command = run('pretrain_and_linEval.py', base + pre_args + (QUICK['pretrain'] if args.quick else []),
@@ -153,7 +159,8 @@ standard deviation over seeds; for SBU each seed's value is first averaged over 
   whole training split, test evaluated once) and "KNN (k on validation)" (cosine, k in {{1 ... 20}}
   chosen the same way) select nothing on the test split.
 - **raw** rows: the same probes on the input coordinates as the configuration's encoder sees them,
-  flattened (the floor a learned representation must beat).
+  flattened (the floor a learned representation must beat). They draw no random numbers, so they
+  are run for the first seed only.
 
 Configurations: **faithful** = official defaults; **corrected** = `--corrected` (L2-normalised q/k,
 masked temporal mean, true SBU depth, final checkpoint, last-epoch selection) and, in
@@ -207,8 +214,8 @@ def main(argv=None):
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
                 for c in args.configs for s in seeds]
         todo = {job: [e for e, path in result_paths(args.out, *job[:2], *job[4:]).items()
-                      if e in args.evaluations and (args.force or not path.exists())] for job in jobs}
-        runs, total = sum(len(e) for e in todo.values()), len(jobs) * len(args.evaluations)
+                      if e in job_evaluations(job[-1], args) and (args.force or not path.exists())] for job in jobs}
+        runs, total = sum(len(e) for e in todo.values()), sum(len(job_evaluations(job[-1], args)) for job in jobs)
         if runs < total:
             print(f"{total - runs} of {total} runs are already recorded in {args.out}/ and are skipped "
                   f"(--force reruns them, --out DIR writes elsewhere)", flush=True)

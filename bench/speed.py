@@ -37,7 +37,7 @@ import pretrain_and_linEval as pretrain  # noqa: E402
 from dataset import SkeletonDataset, load_array  # noqa: E402
 from evaluation import FeatureBatches, extract_features, fit, linear_evaluation, load_splits, loader  # noqa: E402
 from model import LinearClassifier, LSTMEncoder  # noqa: E402
-from runs import RunLog, device_name, resolve_device  # noqa: E402
+from runs import RunLog, device_name, resolve_device, set_threads  # noqa: E402
 
 
 def rss_anon_mb():
@@ -193,6 +193,7 @@ def main():
     parser.add_argument('--samples', type=int, default=NTU60_XSUB['train'],
                         help='--synthetic: training samples in the memory map (a smaller one is a smoke test)')
     args = parser.parse_args()
+    set_threads(None)  # as every script: all usable CPUs, denormals flushed
     device = resolve_device(args.device)
     if args.synthetic:
         report = synthetic_ntu(device, args.measure, args.samples)

@@ -1,4 +1,5 @@
 """reproduce.py --quick: the machinery runs every protocol step and tabulates it (not the numbers)."""
+import argparse
 import json
 
 import pytest
@@ -31,3 +32,9 @@ def test_jobs_and_threads_must_be_positive(capsys):
             with pytest.raises(SystemExit):
                 main([option, '0', '--summary'])
             assert f'argument {option}' in capsys.readouterr().err
+
+
+def test_raw_floor_runs_for_the_first_seed_only():
+    args = argparse.Namespace(evaluations=reproduce.EVALUATIONS, seeds=[3, 1, 2])
+    assert reproduce.job_evaluations(3, args) == reproduce.EVALUATIONS
+    assert reproduce.job_evaluations(1, args) == [e for e in reproduce.EVALUATIONS if e != 'raw']
