@@ -94,7 +94,7 @@ def ntu_memmap_memory(samples, tmp, device):
     del array
     pickle.dump(([str(i) for i in range(samples)], [i % 60 for i in range(samples)]), open(label_path, 'wb'))
     before = rss_anon_mb()
-    data, labels = load_array(data_path, label_path, 25, 2, 60)
+    data, labels, _ = load_array(data_path, label_path, 25, 2, 60)
     peak = before
     for x, _, _ in loader(SkeletonDataset(data, labels, 150), 32, True, 0, 0, device):
         x.to(device)

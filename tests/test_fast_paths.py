@@ -99,3 +99,11 @@ def test_synthetic_ntu_benchmark_smoke(tmp_path):
     for key in ('pretrain_seq_per_s_reference', 'pretrain_seq_per_s_fast', 'projected_pretrain_hours_fast',
                 'feature_extraction_seq_per_s', 'projected_linear_eval_minutes', 'peak_rss_mb'):
         assert report[key] > 0
+
+
+def test_memory_map_benchmark_smoke(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
+    import speed
+    report = speed.ntu_memmap_memory(64, tmp_path, torch.device('cpu'))
+    assert report['samples'] == 64 and report['array_mb'] == pytest.approx(64 * 3 * 300 * 25 * 2 * 4 / 2 ** 20, 0.01)
+    assert report['anon_memory_growth_mb'] >= 0
