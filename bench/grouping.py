@@ -12,6 +12,7 @@ Writes bench/results/grouping-cpu.json (or --out).
 """
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -29,7 +30,7 @@ SETTINGS = [(2.0, 8.0), (1.0, 60.0), (2.0, 60.0), (3.0, 60.0), (2.0, 120.0), (0.
 
 
 def batches(data_root, frames, reverse):
-    opts = dict(dataset='ucla', data_root=data_root, test_view=3, cache_dir='runs/cache', selected_frames=frames)
+    opts = dict(dataset='ucla', data_root=data_root, test_view=3, cache_dir=os.environ.get('ASCAL_CACHE_DIR', 'runs/cache'), selected_frames=frames)
     train = eval_datasets(load_splits(opts)[0], opts)[0]
     xs = [x for x, *_ in itertools.islice(loader(train, 32, True, 1), 24)]
     g = torch.Generator().manual_seed(0)
@@ -50,7 +51,7 @@ def seconds_per_batch(encoder, xs, backward, setting):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data_root', default='data')
+    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--out', default='bench/results/grouping-cpu.json')
     args = parser.parse_args(argv)
