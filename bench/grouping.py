@@ -30,7 +30,8 @@ SETTINGS = [(2.0, 8.0), (1.0, 60.0), (2.0, 60.0), (3.0, 60.0), (2.0, 120.0), (0.
 
 
 def batches(data_root, frames, reverse):
-    opts = dict(dataset='ucla', data_root=data_root, test_view=3, cache_dir=os.environ.get('ASCAL_CACHE_DIR', 'runs/cache'), selected_frames=frames)
+    opts = dict(dataset='ucla', data_root=data_root, test_view=3, selected_frames=frames,
+                cache_dir=os.environ.get('ASCAL_CACHE_DIR', 'runs/cache'))
     train = eval_datasets(load_splits(opts)[0], opts)[0]
     xs = [x for x, *_ in itertools.islice(loader(train, 32, True, 1), 24)]
     g = torch.Generator().manual_seed(0)
