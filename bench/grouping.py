@@ -62,7 +62,8 @@ def main(argv=None):
     settings = {'one call': (float('inf'), 0.0), **{f'step {s:g}, call {c:g}': (s, c) for s, c in SETTINGS}}
     result = dict(device=device_name(torch.device('cpu')), threads=torch.get_num_threads(),
                   default=f'step {model.STEP_COST:g}, call {model.CALL_COST:g}', ms_per_batch={})
-    for name, frames, reverse in (('supervised, 150 frames', 150, False), ('pretraining, 60 frames, half reversed', 60, True)):
+    for name, frames, reverse in (('supervised, 150 frames', 150, False),
+                                  ('pretraining, 60 frames, half reversed', 60, True)):
         xs = batches(args.data_root, frames, reverse)
         real = torch.cat([x.ne(0).any(4).any(3).any(1) for x in xs]).float().mean().item()
         for backward in (True, False):
