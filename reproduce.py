@@ -74,14 +74,13 @@ def job_evaluations(seed, args):
     return [e for e in args.evaluations if e != 'raw' or seed == args.seeds[0]]
 
 
-def reproduce_split(protocol, config, dataset, split_args, split, seed, args):
-    """Pretraining + linear/KNN/probes, four semi-supervised settings, the supervised baseline and the
-    raw-input floor for one split and seed; each result recorded unless it already is (or --force)."""
+def reproduce_split(protocol, config, dataset, split_args, split, seed, todo, args):
+    """The runs `todo` of one split and seed (of pretraining + linear/KNN/probes, four semi-supervised
+    settings, the supervised baseline and the raw-input floor), each result recorded."""
     pre_args, eval_args, sup_args = CONFIGS[config]
     base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
     run_dir = Path(args.runs) / protocol / config / f'{split}-seed{seed}'
     path = result_paths(args.out, protocol, config, split, seed)
-    todo = {e for e in job_evaluations(seed, args) if args.force or not path[e].exists()}
     ckpt = json.loads(path['linear'].read_text())['model_path'] if path['linear'].exists() else None
     if 'linear' in todo or (todo & set(SEMI) and not (ckpt and Path(ckpt).exists())):
         result, command = run('pretrain_and_linEval.py', base + pre_args + (QUICK['pretrain'] if args.quick else []),
@@ -213,9 +212,10 @@ def main(argv=None):
         protocols, seeds = (['sbu'], args.seeds[:1]) if args.quick else (args.protocols, args.seeds)
         jobs = [(p, c, *split, s) for p in protocols for split in PROTOCOLS[p][:1 if args.quick else None]
                 for c in args.configs for s in seeds]
-        todo = {job: [e for e, path in result_paths(args.out, *job[:2], *job[4:]).items()
-                      if e in job_evaluations(job[-1], args) and (args.force or not path.exists())] for job in jobs}
-        runs, total = sum(len(e) for e in todo.values()), sum(len(job_evaluations(job[-1], args)) for job in jobs)
+        planned = {job: job_evaluations(job[-1], args) for job in jobs}
+        todo = {job: {e for e, path in result_paths(args.out, *job[:2], *job[4:]).items()
+                      if e in planned[job] and (args.force or not path.exists())} for job in jobs}
+        runs, total = sum(len(e) for e in todo.values()), sum(len(e) for e in planned.values())
         if runs < total:
             print(f"{total - runs} of {total} runs are already recorded in {args.out}/ and are skipped "
                   f"(--force reruns them, --out DIR writes elsewhere)", flush=True)
@@ -228,8 +228,9 @@ def main(argv=None):
               + ('unknown' if args.quick else f"{'over ' if None in recorded.values() else ''}{minutes:.0f} min")
               + " (from the run times recorded in results/)", flush=True)
         pool = ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) if args.jobs > 1 else None
-        finished = ((reproduce_split(*job, args) for job in jobs) if pool is None else
-                    (f.result() for f in as_completed([pool.submit(reproduce_split, *job, args) for job in jobs])))
+        finished = ((reproduce_split(*job, todo[job], args) for job in jobs) if pool is None else
+                    (f.result() for f in as_completed([pool.submit(reproduce_split, *job, todo[job], args)
+                                                       for job in jobs])))
         with tqdm(total=len(jobs), unit='job') as bar:
             for protocol, config, split, seed in finished:
                 bar.update()
