@@ -14,16 +14,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
+import experiments
+from experiments import PRETRAIN, Run
+from options import positive_int
 from recipes import CORRECTED, ROUND1_CANDIDATES, ROUND1_STEPS, ROUND2, STRONG
-from runs import available_cpus, positive_int
+from runs import available_cpus
 
 PROTOCOLS = {  # name -> (dataset arguments, splits whose validation parts are averaged)
     'ucla_view3': (['--dataset', 'ucla', '--test_view', '3'], [[]]),
@@ -62,21 +59,21 @@ def slug(name):
     return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-').replace('--', '-')
 
 
-def run_one(job):
-    """One validation run as a subprocess with `threads` CPU threads; returns its results dict."""
-    argv, path, run_dir, threads, data_root = job
-    command = [sys.executable, 'pretrain_and_linEval.py', *argv, '--eval_split', 'validation', '--data_root', data_root,
-               '--out_dir', str(run_dir), '--quiet', '--no_plots']
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=Path(__file__).parent)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    result = json.loads((run_dir / 'results.json').read_text())
-    result = {k: v for k, v in result.items() if k != 'history'}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(result, command='python pretrain_and_linEval.py ' + ' '.join(argv[:] + [
-        '--eval_split', 'validation'])), indent=2))
-    return result
+def plan(args):
+    """One validation run per (protocol, row, seed, split): pretrain_and_linEval.py --eval_split validation."""
+    jobs = []
+    for protocol in args.protocols:
+        dataset_args, splits = PROTOCOLS[protocol]
+        for name, options in configurations():
+            if args.rows and not any(r in name for r in args.rows):
+                continue
+            for seed in args.seeds:
+                for split in splits:
+                    argv = [*dataset_args, *split, *arguments(options), '--seed', str(seed), '--eval_split',
+                            'validation', '--data_root', args.data_root]
+                    tag = f"{slug(name)}-{''.join(split[1:]) or 'split'}-seed{seed}"
+                    jobs.append([Run(f'{protocol}/{tag}', PRETRAIN, tuple(argv), f'{protocol}/{slug(name)}')])
+    return jobs
 
 
 def _cell(values):
@@ -133,28 +130,11 @@ def main(argv=None):
     parser.add_argument('--runs', default='runs/ablation')
     parser.add_argument('--jobs', type=positive_int, default=available_cpus(), help='runs side by side')
     parser.add_argument('--threads', type=positive_int, default=1, help='CPU threads per run')
+    parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
     parser.add_argument('--summary', action='store_true', help='only rebuild the table')
     args = parser.parse_args(argv)
     if not args.summary:
-        jobs = []
-        for protocol in args.protocols:
-            dataset_args, splits = PROTOCOLS[protocol]
-            for name, options in configurations():
-                if args.rows and not any(r in name for r in args.rows):
-                    continue
-                for seed in args.seeds:
-                    for split in splits:
-                        tag = f"{slug(name)}-{''.join(split[1:]) or 'split'}-seed{seed}"
-                        path = Path(args.out) / protocol / f'{tag}.json'
-                        if not path.exists():
-                            jobs.append(([*dataset_args, *split, *arguments(options), '--seed', str(seed)],
-                                         path, Path(args.runs) / protocol / tag, args.threads, args.data_root))
-        print(f"{len(jobs)} validation runs to do ({args.jobs} side by side); recorded runs are skipped", flush=True)
-        start = time.time()
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for _ in tqdm(pool.map(run_one, jobs), total=len(jobs), unit='run'):
-                pass
-        print(f"done in {time.time() - start:.0f} s")
+        experiments.run_all(plan(args), args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False)
     print(summarise(args.out))
 
 

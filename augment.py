@@ -1,106 +1,125 @@
-"""Skeleton augmentations (SPEC §2.2): small functions over one sample (C, T, V, M) float32.
+"""Skeleton augmentations (SPEC §2.2) on batches (N, C, T, V, M) as tensor ops on any device.
 
-Every augmentation has the signature `fn(x, rng, **params) -> x` with its parameters explicit
-as keyword defaults (the official values) and `rng` a `numpy.random.Generator`. A chain is
-named by underscore-joined official tokens, e.g. `subtract_randomFlip_shear`, and built with
+Every augmentation is `fn(x, g, **params) -> x` with its parameters as keyword defaults (the
+official values) and `g` a `torch.Generator` on x's device; each sample gets its own draw. A chain
+is named by underscore-joined official tokens, e.g. `subtract_randomFlip_shear`, and built with
 `build_transform`; `token:value` sets an augmentation's first parameter (`shear:0.5`,
-`cropResize:0.5`). `TwoViews` draws the query and key views independently.
+`cropResize:0.5`). `TwoViews` draws the query and key views one after the other. A single
+sample (C, T, V, M) goes through `per_sample`. `resample` is the one linear resampler in time,
+shared by `crop_resize` and the body-normalised preprocessing (preprocess.py).
+The per-sample numpy versions of the official code are kept as test oracles (tests/augment_reference.py).
 """
 import functools
 import inspect
+import math
 
-import numpy as np
-
-
-def crop_frames(x, frames):
-    """Keep frames [0, frames) of (..., T, V, M) (SelectFrames); no padding if T < frames."""
-    return x[..., :frames, :, :]
+import torch
+import torch.nn.functional as F
 
 
-def center(x, rng=None, joint=1):
+def _uniform(x, g, size, low, high):
+    return torch.rand(size, generator=g, device=x.device, dtype=x.dtype) * (high - low) + low
+
+
+def _per_sample(mask):
+    return mask.view(-1, 1, 1, 1, 1)
+
+
+def center(x, g=None, joint=1):
     """Subtract joint `joint` from every joint, per frame and person ('subtract')."""
-    return x - x[:, :, joint:joint + 1, :]
+    return x - x[:, :, :, joint:joint + 1]
 
 
-def reverse(x, rng, p=0.5):
+def reverse(x, g, p=0.5):
     """Temporal reverse with probability p ('randomFlip'); padded zero frames move to the front."""
-    return x[:, ::-1].copy() if rng.random() < p else x
+    flip = torch.rand(x.shape[0], generator=g, device=x.device) < p
+    return torch.where(_per_sample(flip), x.flip(2), x)
 
 
-def shear(x, rng, amplitude=1.0):
-    """p' = S p with S = [[1, a1, b1], [a2, 1, b2], [a3, b3, 1]], a, b ~ U(-amplitude, amplitude)."""
-    a1, a2, a3, b1, b2, b3 = rng.uniform(-amplitude, amplitude, size=6)
-    s = np.array([[1, a1, b1], [a2, 1, b2], [a3, b3, 1]], dtype=np.float32)
-    return np.einsum('ij,jtvm->itvm', s, x)
+def shear(x, g, amplitude=1.0):
+    """p' = S p with S = [[1, a1, b1], [a2, 1, b2], [a3, b3, 1]], (a1, a2, a3, b1, b2, b3) ~ U(-amplitude, amplitude)."""
+    s = torch.eye(3, device=x.device, dtype=x.dtype).repeat(x.shape[0], 1, 1)
+    s[:, [0, 1, 2, 0, 1, 2], [1, 0, 0, 2, 2, 1]] = _uniform(x, g, (x.shape[0], 6), -amplitude, amplitude)
+    return torch.einsum('nij,njtvm->nitvm', s, x)
 
 
-def rotate(x, rng, max_degrees=30.0):
+def rotate(x, g, max_degrees=30.0):
     """Rotate about a random axis by theta ~ U(0, max_degrees) degrees ('rotate')."""
-    axis = rng.integers(3)
-    theta = np.deg2rad(rng.uniform(0, max_degrees))
-    c, s = np.cos(theta), np.sin(theta)
-    r = {0: [[1, 0, 0], [0, c, s], [0, -s, c]],
-         1: [[c, 0, -s], [0, 1, 0], [s, 0, c]],
-         2: [[c, s, 0], [-s, c, 0], [0, 0, 1]]}[axis]
-    return np.einsum('ij,jtvm->itvm', np.asarray(r, dtype=np.float32), x)
+    n = x.shape[0]
+    axis = torch.randint(3, (n,), generator=g, device=x.device)
+    theta = _uniform(x, g, (n,), 0, max_degrees) * math.pi / 180
+    c, s, one, zero = theta.cos(), theta.sin(), torch.ones_like(theta), torch.zeros_like(theta)
+    r = torch.stack([torch.stack(m, -1).view(n, 3, 3) for m in (
+        [one, zero, zero, zero, c, s, zero, -s, c],
+        [c, zero, -s, zero, one, zero, s, zero, c],
+        [c, s, zero, -s, c, zero, zero, zero, one])], 1)[torch.arange(n, device=x.device), axis]
+    return torch.einsum('nij,njtvm->nitvm', r, x)
 
 
-def gaussian_noise(x, rng, std=0.05):
+def gaussian_noise(x, g, std=0.05):
     """Add i.i.d. N(0, std^2) to every element, padded frames included ('gausNoise')."""
-    return x + rng.normal(0, std, size=x.shape).astype(np.float32)
+    return x + torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
 
 
-def gaussian_blur(x, rng, sigma=(0.1, 2.0), p=0.5, taps=15, normalize=False):
-    """With probability p, convolve each joint trajectory along time ('gausFilter').
-
-    Kernel w_k = exp(-k^2 / 2 sigma^2), k = -7..7, sigma ~ U(sigma); the official kernel is not
-    normalised (gain up to ~5); `normalize=True` divides by its sum.
-    """
-    s = rng.uniform(*sigma)
-    if rng.random() >= p:
-        return x
-    k = np.arange(taps) - taps // 2
-    w = np.exp(-k ** 2 / (2 * s ** 2))
+def gaussian_blur(x, g, sigma=(0.1, 2.0), p=0.5, taps=15, normalize=False):
+    """With probability p, convolve each joint trajectory along time ('gausFilter'): kernel
+    w_k = exp(-k^2 / 2 sigma^2), k = -7..7, sigma ~ U(sigma); the official kernel is not normalised
+    (gain up to ~5); `normalize=True` divides by its sum."""
+    n = x.shape[0]
+    s = _uniform(x, g, (n, 1), *sigma)
+    apply = torch.rand(n, generator=g, device=x.device) < p
+    k = torch.arange(taps, device=x.device, dtype=x.dtype) - taps // 2
+    w = torch.exp(-k ** 2 / (2 * s ** 2))  # (N, taps)
     if normalize:
-        w = w / w.sum()
-    padded = np.pad(x, ((0, 0), (taps // 2, taps // 2), (0, 0), (0, 0)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, taps, axis=1)  # (C, T, V, M, taps); w is symmetric
-    return (windows @ w).astype(np.float32)
+        w = w / w.sum(1, keepdim=True)
+    padded = F.pad(x.transpose(2, 4), (taps // 2, taps // 2)).transpose(2, 4)  # zero-pad time
+    blurred = torch.einsum('nctvmk,nk->nctvm', padded.unfold(2, taps, 1), w)
+    return torch.where(_per_sample(apply), blurred, x)
 
 
-def joint_mask(x, rng, joints=(5, 15), frames_short=(20, 50), frames_long=(50, 100)):
-    """Zero n_j ~ U{joints} joints in n_t frames (n_t ~ frames_short if T < 100 else frames_long).
+def _random_subset(x, g, n, size, count):
+    """(n, size) bool masks with `count[i]` True entries at uniformly random positions."""
+    rank = torch.rand(n, size, generator=g, device=x.device).argsort(1).argsort(1)
+    return rank < count[:, None]
 
-    The official code fails when n_t > T (SBU, T=40); here n_t is capped at T.
-    """
-    _, t, v, _ = x.shape
+
+def joint_mask(x, g, joints=(5, 15), frames_short=(20, 50), frames_long=(50, 100)):
+    """Zero n_j ~ U{joints} joints in n_t frames (n_t ~ frames_short if T < 100 else frames_long)
+    ('zeroOutJoints'). The official code fails when n_t > T (SBU, T=40); here n_t is capped at T."""
+    n, _, t, v, _ = x.shape
     lo, hi = frames_short if t < 100 else frames_long
-    n_joints = min(rng.integers(joints[0], joints[1] + 1), v)
-    n_frames = min(rng.integers(lo, hi + 1), t)
-    out = x.copy()
-    frame_idx = rng.choice(t, n_frames, replace=False)
-    joint_idx = rng.choice(v, n_joints, replace=False)
-    out[:, frame_idx[:, None], joint_idx[None, :], :] = 0
-    return out
+    n_joints = torch.randint(joints[0], joints[1] + 1, (n,), generator=g, device=x.device).clamp(max=v)
+    n_frames = torch.randint(lo, hi + 1, (n,), generator=g, device=x.device).clamp(max=t)
+    masked = _random_subset(x, g, n, t, n_frames)[:, :, None] & _random_subset(x, g, n, v, n_joints)[:, None, :]
+    return x.masked_fill(masked[:, None, :, :, None], 0)
 
 
-def crop_resize(x, rng, min_ratio=0.5):
-    """Random temporal window of U(min_ratio, 1) of the sequence, linearly resized back to its T frames
-    ('cropResize'; not in the official code: AimCLR's valid_crop_resize on fixed-length input)."""
-    t = x.shape[1]
-    width = rng.uniform(min_ratio, 1) * (t - 1)
-    pos = rng.uniform(0, t - 1 - width) + np.linspace(0, 1, t) * width
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, t - 1)
-    w = (pos - i0).astype(np.float32)[None, :, None, None]
-    return x[:, i0] * (1 - w) + x[:, i1] * w
-
-
-def channel_mask(x, rng):
+def channel_mask(x, g):
     """Zero one coordinate channel, chosen uniformly, over all frames/joints/persons ('zeroOutAxis')."""
-    out = x.copy()
-    out[rng.integers(3)] = 0
-    return out
+    axis = torch.randint(3, (x.shape[0],), generator=g, device=x.device)
+    keep = torch.arange(3, device=x.device)[None] != axis[:, None]
+    return x * keep[:, :, None, None, None].to(x.dtype)
+
+
+def resample(x, pos, last):
+    """Linear interpolation in time: x (N, C, T, V, M) read at fractional frame positions pos (N, F)
+    (float32 or float64), frame indices capped at last (N, 1) -> (N, C, F, V, M) in x's dtype."""
+    i0 = pos.floor().long().minimum(last)
+    i1 = (i0 + 1).minimum(last)
+    w = (pos - i0).to(x.dtype)[:, None, :, None, None]
+
+    def take(idx):
+        return x.gather(2, idx[:, None, :, None, None].expand(-1, x.shape[1], -1, *x.shape[3:]))
+    return take(i0) * (1 - w) + take(i1) * w
+
+
+def crop_resize(x, g, min_ratio=0.5):
+    """Random temporal window of U(min_ratio, 1) of the sequence, resized back to its T frames
+    ('cropResize'; not in the official code: AimCLR's valid_crop_resize on fixed-length input)."""
+    n, _, t = x.shape[:3]
+    width = _uniform(x, g, (n, 1), min_ratio, 1) * (t - 1)
+    pos = _uniform(x, g, (n, 1), 0, 1) * (t - 1 - width) + torch.linspace(0, 1, t, device=x.device, dtype=x.dtype) * width
+    return resample(x, pos, torch.tensor(t - 1, device=x.device))
 
 
 AUGMENTATIONS = {  # official token -> function
@@ -111,17 +130,16 @@ AUGMENTATIONS = {  # official token -> function
 
 
 class Compose:
-    """Apply crop_frames, then each function in order: (C, T, V, M) -> (C, frames, V, M) float32
-    arrays here, or (N, C, T, V, M) tensors with augment_batch's functions."""
+    """Keep the first `frames` frames, then apply each function in order: (N, C, T, V, M) -> (N, C, frames, V, M)."""
 
     def __init__(self, fns, frames):
         self.fns, self.frames = list(fns), frames
 
-    def __call__(self, x, rng):
-        x = crop_frames(x, self.frames)
+    def __call__(self, x, g):
+        x = x[:, :, :self.frames]
         for fn in self.fns:
-            x = fn(x, rng)
-        return x.contiguous() if hasattr(x, 'contiguous') else np.ascontiguousarray(x, dtype=np.float32)
+            x = fn(x, g)
+        return x.contiguous()
 
     def __repr__(self):
         return f"Compose(frames={self.frames}, {[getattr(f, '__name__', repr(f)) for f in self.fns]})"
@@ -129,7 +147,7 @@ class Compose:
 
 def parse_chain(name, registry=AUGMENTATIONS):
     """'subtract_randomFlip_shear:0.5' -> [center, reverse, shear(amplitude=0.5)]; 'None' -> [].
-    'subtract1' = 'subtract' (the official eval chain's spelling)."""
+    'subtract1' = 'subtract' (the official eval chain's spelling). ValueError names what is wrong."""
     if name in ('None', ''):
         return []
     fns = []
@@ -147,7 +165,7 @@ def parse_chain(name, registry=AUGMENTATIONS):
                 number = float(value)
             except ValueError:
                 raise ValueError(f"{token}:{value} in {name!r}: the parameter must be a number") from None
-            if not np.isfinite(number) or (isinstance(params[0].default, int) and not number.is_integer()):
+            if not math.isfinite(number) or (isinstance(params[0].default, int) and not number.is_integer()):
                 raise ValueError(f"{token}:{value} in {name!r}: {params[0].name} must be a finite "
                                  f"{type(params[0].default).__name__}")
             fn = functools.partial(fn, **{params[0].name: type(params[0].default)(number)})
@@ -156,15 +174,20 @@ def parse_chain(name, registry=AUGMENTATIONS):
 
 
 def build_transform(name, frames):
-    """Per-sample numpy chain: (C, T, V, M) array, numpy Generator -> (C, frames, V, M)."""
+    """The chain `name` on batches: (N, C, T, V, M) tensor, torch.Generator -> (N, C, frames, V, M)."""
     return Compose(parse_chain(name), frames)
 
 
+def per_sample(transform):
+    """A batch transform applied to one sample: (C, T, V, M), generator -> (C, frames, V, M)."""
+    return lambda x, g: transform(x[None], g)[0]
+
+
 class TwoViews:
-    """Query and key views of one sample, drawn one after the other (independent draws)."""
+    """Query and key views of the same input, drawn one after the other (independent draws)."""
 
     def __init__(self, query_transform, key_transform=None):
         self.query_transform, self.key_transform = query_transform, key_transform or query_transform
 
-    def __call__(self, x, rng):
-        return self.query_transform(x, rng), self.key_transform(x, rng)
+    def __call__(self, x, g):
+        return self.query_transform(x, g), self.key_transform(x, g)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
+import preprocess
 from data import DataError, check_finite, load_label_pickle, nucla_json, sbu_text
 
 # body_joints: (centre, lower spine, upper spine, left shoulder, right shoulder) joint indices, used by
@@ -214,6 +215,28 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
     return (data, labels, performers) if with_groups else (data, labels)
 
 
+def load_splits(opts):
+    """[(train data, labels), (evaluation data, labels)] and the training samples' groups, as the
+    encoder reads them: with preprocess 'body' body-normalised and resampled to selected_frames
+    (preprocess.py), else as stored. The evaluation split is the test split, or with eval_split
+    'validation' a held-out part of the training split (`validation_split`; the test split is not read).
+    """
+    where = (opts.dataset, opts.data_root)
+    split_args = dict(fold=opts.fold, test_view=opts.test_view, sbu_true_depth=opts.sbu_true_depth,
+                      cache_dir=opts.cache_dir, allow_missing=opts.allow_missing)
+    train_x, train_y, groups = load_split(*where, 'train', with_groups=True, **split_args)
+    if opts.eval_split == 'validation':
+        keep, held = validation_split(train_y, groups, opts.val_seed)
+        splits = [(train_x[keep], train_y[keep]), (train_x[held], train_y[held])]
+        groups = None if groups is None else groups[keep]
+    else:
+        splits = [(train_x, train_y), load_split(*where, 'val', **split_args)]
+    if opts.preprocess == 'body':
+        body = PRESETS[opts.dataset]['body_joints']
+        splits = [(preprocess.normalise_split(x, body, opts.selected_frames), y) for x, y in splits]
+    return splits, groups
+
+
 def validation_split(labels, groups, seed, fraction=0.2):
     """Cut a training split into (train indices, validation indices) without leakage.
 
@@ -237,11 +260,10 @@ def validation_split(labels, groups, seed, fraction=0.2):
 
 
 class SkeletonDataset(torch.utils.data.Dataset):
-    """Samples (C, frames, V, M) float32 cropped to the first `frames` frames, then `transform`ed.
-
-    Random draws come from a generator seeded by (seed, epoch, index), so augmentation does not
-    depend on worker count or order, and an epoch replays exactly after a resume.
-    Returns (transform(x), label, index).
+    """Samples (C, frames, V, M) float32 tensors: the first `frames` frames, then `transform`ed
+    (a per-sample transform, augment.per_sample) with a torch.Generator seeded by (seed, epoch,
+    index), so augmentation does not depend on worker count or order, and an epoch replays exactly
+    after a resume. Returns (x, label, index).
     """
 
     def __init__(self, data, labels, frames, transform=None, seed=0, source='dataset'):
@@ -256,11 +278,12 @@ class SkeletonDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index):
-        x = np.array(self.data[index, :, :self.frames], dtype=np.float32)
+        x = torch.from_numpy(np.array(self.data[index, :, :self.frames], dtype=np.float32))
         if self.check_each:
-            check_finite(x, f'{self.source} sample {index}')
+            check_finite(x.numpy(), f'{self.source} sample {index}')
         if self.transform is not None:
-            x = self.transform(x, np.random.default_rng((self.seed, self.epoch, index)))
+            state = np.random.SeedSequence((self.seed, self.epoch, index)).generate_state(2, np.uint32)
+            x = self.transform(x, torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
         return x, self.labels[index], index
 
 
@@ -291,3 +314,11 @@ class IndexBatches:
     def __len__(self):
         full, rest = divmod(self.n, self.batch_size)
         return full + (rest >= self.world)
+
+
+def loader(dataset, batch_size, shuffle, seed=0, num_workers=0, device=torch.device('cpu'), rank=0, world=1):
+    """DataLoader over IndexBatches (seeded order; this rank's chunk of each batch); pinned memory for a GPU."""
+    from runs import available_cpus
+    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, rank, world)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=min(num_workers, available_cpus()),
+                                       pin_memory=device.type == 'cuda')

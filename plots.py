@@ -95,3 +95,21 @@ def plot_confusion(labels, predicted, path, title, names=None):
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label='% of the true class')
     return _save(fig, path)
+
+
+def write_run_plots(out, result, features, dataset, metrics_rows=None, warmup_epochs=0):
+    """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch with the reported epoch,
+    t-SNE of test features and the confusion matrix of the validation-selected L-BFGS probe."""
+    from dataset import PRESETS
+    names = PRESETS[dataset].get('actions')
+    if metrics_rows:
+        plot_loss(metrics_rows, out / 'loss.png', warmup_epochs)
+    if result.get('history'):
+        plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result['mode']}", result.get('select', 'last'))
+    if features is not None:
+        val_x, val_y = np.asarray(features[1][0]), np.asarray(features[1][1])
+        plot_tsne(val_x, val_y, out / 'tsne.png', f'{dataset}: t-SNE of test CAE features', names)
+        if result.get('probe_predictions') is not None:
+            plot_confusion(val_y, np.asarray(result['probe_predictions']), out / 'confusion.png',
+                           f"{dataset}: L-BFGS probe (C {result['probe_C']:g} chosen on validation), "
+                           f"top-1 {result['probe_top1']:.1f}", names)

@@ -8,6 +8,9 @@ mean spine length (scale), and resamples the real frames linearly to T frames (n
 Deterministic; arrays (N, C, T, V, M) float32 in and out.
 """
 import numpy as np
+import torch
+
+import augment
 
 
 def valid_lengths(data):
@@ -55,14 +58,12 @@ def normalise_body(data, lengths, body_joints):
     return np.where(present, out, 0).astype(np.float32)
 
 
-def resample(data, lengths, frames):
-    """Linearly interpolate each sequence's real frames [0, length) to `frames` frames: (N, C, frames, V, M)."""
-    pos = np.linspace(0, 1, frames)[None] * (lengths[:, None] - 1)  # (N, frames)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, lengths[:, None] - 1)
-    w = (pos - i0)[:, None, :, None, None].astype(np.float32)
-    take = lambda idx: np.take_along_axis(data, idx[:, None, :, None, None], axis=2)  # noqa: E731
-    return (take(i0) * (1 - w) + take(i1) * w).astype(np.float32)
+def resample_real_frames(data, lengths, frames):
+    """Each sequence's real frames [0, length) linearly resampled to `frames` frames (augment.resample):
+    (N, C, T, V, M), (N,) -> (N, C, frames, V, M) float32."""
+    last = lengths[:, None] - 1
+    pos = np.linspace(0, 1, frames)[None] * last  # (N, frames), float64
+    return augment.resample(torch.from_numpy(data), torch.from_numpy(pos), torch.from_numpy(last)).numpy()
 
 
 def normalise_split(data, body_joints, frames, chunk=2048):
@@ -71,5 +72,5 @@ def normalise_split(data, body_joints, frames, chunk=2048):
     for start in range(0, len(data), chunk):
         part = np.asarray(data[start:start + chunk], dtype=np.float32)
         lengths = valid_lengths(part)
-        out[start:start + chunk] = resample(normalise_body(part, lengths, body_joints), lengths, frames)
+        out[start:start + chunk] = resample_real_frames(normalise_body(part, lengths, body_joints), lengths, frames)
     return out

@@ -1,6 +1,7 @@
-"""The three recipes: faithful (official values, the default), corrected (each official oddity
-fixed) and strong (corrected plus the validation-chosen steps below). Option dicts that the scripts
-use as argparse defaults, so the command line always wins."""
+"""The recipes: faithful (official values, the default), corrected (each official oddity fixed) and
+strong (corrected plus the validation-chosen steps below). Each is a layer of options that
+options.resolve applies above the dataset preset, so the command line always wins.
+"""
 CORRECTED = dict(l2norm=True, masked_mean=True, sbu_true_depth=True, select='last', eval_final=True)
 # The strong recipe was chosen on validation data only, in two rounds (`python ablation.py`,
 # results/ablation/README.md). Round 1 added these steps to the corrected recipe one at a time, and
@@ -31,7 +32,14 @@ ROUND2 = [
 STRONG = dict(CORRECTED, **_LONGER)
 RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong': STRONG}
 
-# What supervised training from scratch (linEval.py --mode supervise) takes from a recipe: data,
-# encoder, selection, optimiser; aug1 becomes the augmentation of its training batches.
-SUPERVISE_KEYS = ('preprocess', 'selected_frames', 'motion', 'rnn', 'bidirectional', 'masked_mean', 'sbu_true_depth',
-                  'select', 'optimizer', 'learning_rate', 'aug1')
+# A recipe's options for one linEval.py mode only (above the official per-mode values). The
+# faithful supervised network is the official one (SPEC §5.4: hidden 256, 1 layer, 150 frames for
+# every dataset); the other recipes train their own encoder on their own input. Semi-supervised
+# stage 2 on the labelled subset only is a corrected switch; strong trains its supervised network
+# with its optimiser and its query view as augmentation.
+MODE_RECIPES = {
+    ('faithful', 'supervise'): dict(hidden_units=256, lstm_layer=1, selected_frames=150),
+    ('corrected', 'semi'): dict(semi_stage2='subset'),
+    ('strong', 'semi'): dict(semi_stage2='subset'),
+    ('strong', 'supervise'): dict(optimizer='adam', learning_rate=1e-3, train_aug=STRONG['aug1']),
+}

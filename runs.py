@@ -1,6 +1,6 @@
-"""Run bookkeeping shared by the scripts: common options and --config, seeding and RNG state,
-the device, the run folder, plain-text logs, metrics.csv and atomic checkpoints."""
-import argparse
+"""Run bookkeeping shared by the scripts: seeding and RNG state, the device and threads, the run
+folder with its lock, provenance, plain-text logs, metrics.csv, atomic checkpoints and JSON, and
+the start and end of every run (`start_run`, `finish_run`)."""
 import csv
 import json
 import os
@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataset import PRESETS
 
 
 class CheckpointError(ValueError):
@@ -39,52 +39,6 @@ def cli(main, parse):
         sys.exit(f"error: {where}{err.strerror or err}")
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    return _number(text, int, lambda v: v >= 1, 'an integer >= 1')
-
-
-def natural_int(text):
-    """argparse type: an integer >= 0."""
-    return _number(text, int, lambda v: v >= 0, 'an integer >= 0')
-
-
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    return _number(text, float, lambda v: v > 0 and v != float('inf'), 'a finite number > 0')
-
-
-def non_negative_float(text):
-    """argparse type: a finite number >= 0."""
-    return _number(text, float, lambda v: 0 <= v < float('inf'), 'a finite number >= 0')
-
-
-def fraction(text):
-    """argparse type: a number in (0, 1]."""
-    return _number(text, float, lambda v: 0 < v <= 1, 'a number in (0, 1]')
-
-
-def epoch_list(text):
-    """argparse type: comma-separated epochs >= 1, e.g. '30,70' ('' for none)."""
-    try:
-        epochs = [int(e) for e in str(text).split(',') if e.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
-    if any(e < 1 for e in epochs):
-        raise argparse.ArgumentTypeError(f"{text!r}: epochs must be >= 1")
-    return str(text)
-
-
-def _number(text, kind, ok, what):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
 def set_seed(seed, deterministic=False):
     """Seed Python, numpy and torch (CUDA too); `deterministic` also turns on PyTorch's
     deterministic algorithms (and the cuBLAS workspace setting they need)."""
@@ -93,7 +47,8 @@ def set_seed(seed, deterministic=False):
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    torch.use_deterministic_algorithms(deterministic)
+    if deterministic != torch.are_deterministic_algorithms_enabled():  # the call imports torch._inductor (1-2 s)
+        torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = False
 
 
@@ -171,7 +126,6 @@ def _git_commit():
 
 def provenance(device, out_dir):
     """Where and how a run ran: the process's command line, device and its name, threads, versions, git commit."""
-    import numpy as np
     commit, dirty = _git_commit()
     return dict(process_command=' '.join(['python', Path(sys.argv[0]).name, *sys.argv[1:]]), device=str(device),
                 device_name=device_name(device),
@@ -265,59 +219,9 @@ def load_checkpoint(path):
                               f"{(str(err).splitlines() or [type(err).__name__])[0]}") from None
     if not isinstance(ckpt, dict) or not {'args', 'model'} <= set(ckpt):
         raise CheckpointError(f"{path}: not an AS-CAL checkpoint (needs 'args' and 'model')")
+    if not isinstance(ckpt['args'], dict) or not isinstance(ckpt['model'], dict):
+        raise CheckpointError(f"{path}: not an AS-CAL checkpoint ('args' and 'model' must be mappings)")
     return ckpt
-
-
-def common_options(parser):
-    """Options of every script: data location and split, seed, device, output."""
-    parser.add_argument('--dataset', choices=sorted(PRESETS), default=None, help='dataset and benchmark')
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
-                        help='folder laid out like data/README.md ($ASCAL_DATA_ROOT if set, else ./data)')
-    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
-                        help='where parsed SBU/N-UCLA text and json are cached ($ASCAL_CACHE_DIR if set, else ~/.cache/ascal)')
-    parser.add_argument('--fold', type=natural_int, default=None, help='SBU fold 0-4 (preset 0); UWA3D fold 0-5 (preset 5)')
-    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA test view 1-3 (official default 1; '
-                        'the literature uses 3); UWA3D test view (preset 2)')
-    parser.add_argument('--sbu_true_depth', action='store_true',
-                        help='corrected: SBU depth from z (official: from the normalised y, SPEC §6.6)')
-    parser.add_argument('--allow_missing', action='store_true',
-                        help='go on when SBU / N-UCLA sequences are missing (each skipped file is named); '
-                             'default: refuse a dataset whose sequence count differs from the release')
-    parser.add_argument('--num_workers', type=natural_int, default=None, help='DataLoader workers (per-dataset default)')
-    parser.add_argument('--seed', type=int, default=1, help='seeds init, data order and augmentation')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='CPU threads (default: $OMP_NUM_THREADS if set, else the CPUs this process may use)')
-    parser.add_argument('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars, log to file only')
-    parser.add_argument('--no_plots', action='store_true', help='write no PNG figures at the end of the run')
-    parser.add_argument('--config', default=None, help="an earlier run's args.json: its options become the "
-                        'defaults, so the run can be repeated (the command line still wins)')
-
-
-def read_config(argv):
-    """The dict saved in --config FILE (an earlier args.json), or {} without --config."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument('--config')
-    path = pre.parse_known_args(argv)[0].config
-    if not path:
-        return {}
-    try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: --config {path}: not a readable args.json ({err})") from None
-    if not isinstance(config, dict):
-        raise SystemExit(f"error: --config {path}: expected a json object of options (an args.json), "
-                         f"found {type(config).__name__}")
-    if 'dataset' in config and config['dataset'] not in PRESETS:
-        raise SystemExit(f"error: --config {path}: unknown dataset {config['dataset']!r}; known: {', '.join(PRESETS)}")
-    return config
-
-
-def config_defaults(parser, config):
-    """Make a saved run's options the parser's defaults (not where the run wrote, nor what it resumed)."""
-    known = {a.dest for a in parser._actions}
-    parser.set_defaults(**{k: v for k, v in config.items() if k in known and k not in ('config', 'out_dir', 'resume')})
 
 
 class MetricsLog:
@@ -359,3 +263,57 @@ def read_metrics(out_dir):
     """The rows of <out_dir>/metrics.csv as dicts of strings."""
     with open(Path(out_dir) / 'metrics.csv') as f:
         return list(csv.DictReader(f))
+
+
+class Run(NamedTuple):
+    """An open run: its resolved options, folder, log, provenance and start time."""
+    opts: object
+    out: Path
+    log: object
+    provenance: dict
+    start: float
+
+
+def start_run(opts, device, rank=0, world=1):
+    """Create (rank 0) and share the run folder, open its log, write args.json (the resolved
+    options with provenance) and log the provenance and the resolver's notes."""
+    start = time.time()
+    name = opts.dataset if opts.mode == 'pretrain' else f'{opts.dataset}-{opts.mode}'
+    out = [make_out_dir(opts.out_dir, name) if rank == 0 else None]
+    if world > 1:
+        torch.distributed.broadcast_object_list(out)  # the same run folder on every rank
+    if rank > 0:
+        return Run(opts, out[0], lambda message, always=False: None, {}, start)
+    log = RunLog(out[0], opts.quiet)
+    info = provenance(device, out[0])
+    write_json(dict(vars(opts), provenance=info), out[0] / 'args.json')
+    for line in [provenance_line(info), *opts.notes]:
+        log(line)
+    return Run(opts, out[0], log, info, start)
+
+
+def finish_run(run, splits, result, features=None, metrics_rows=None):
+    """Write the run's figures (unless --no_plots) and results.json (identification, sample counts,
+    results, seconds, the resolved options and provenance), log the summary line, release the folder."""
+    opts = run.opts
+    samples = {'train': len(splits[0][1]), opts.eval_split: len(splits[1][1])}
+    result = dict(mode=opts.mode, dataset=opts.dataset, recipe=opts.recipe, eval_split=opts.eval_split, seed=opts.seed,
+                  samples=samples, **result, seconds=round(time.time() - run.start, 2), options=vars(opts), provenance=run.provenance)
+    if not opts.no_plots:
+        import plots
+        plots.write_run_plots(run.out, result, features, opts.dataset, metrics_rows, getattr(opts, 'warmup_epochs', 0))
+    write_json(result, run.out / 'results.json')
+    run.log(summary_line(f"{opts.dataset} {opts.mode}", result) + f" -> {run.out / 'results.json'}", always=True)
+    release_run_folder(run.out)
+    return result
+
+
+def summary_line(name, result):
+    """One line: top-1 (and best/last, top-5, KNN where there are such)."""
+    line = f"{name}: top1 {result['top1']:.2f}"
+    if result.get('best_epoch') is not None:
+        line += (f" (best {result['top1_best']:.2f} @ epoch {result['best_epoch']}, last {result['top1_last']:.2f})"
+                 f" top5 {result['top5']:.2f}")
+    if result.get('knn_top1') is not None:
+        line += f" knn@{result['knn_k']} {result['knn_top1']:.2f}"
+    return line

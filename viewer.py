@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import augment  # noqa: E402
 from data import DataError  # noqa: E402
@@ -102,10 +103,10 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= args.index < len(labels):
         raise SystemExit(f"error: --index {args.index}: the {args.split} split has {len(labels)} samples")
-    x = np.asarray(data[args.index], dtype=np.float32)
-    frames, rng = preset['frames'], np.random.default_rng(args.seed)
-    rows = [augment.build_transform('None', frames)(x, rng), augment.build_transform('subtract', frames)(x, rng)]
-    rows += [augment.build_transform(args.aug, frames)(x, rng) for _ in range(args.views)]
+    x = torch.tensor(np.asarray(data[args.index], dtype=np.float32))
+    frames, g = preset['frames'], torch.Generator().manual_seed(args.seed)
+    chains = ['None', 'subtract'] + [args.aug] * args.views
+    rows = [augment.per_sample(augment.build_transform(chain, frames))(x, g).numpy() for chain in chains]
     rows = rows[:1] + [side_by_side(row) for row in rows[1:]]
     titles = ['input', 'centred'] + [f'view {i + 1}' for i in range(args.views)]
     print(draw_strip(rows, titles, args.out))

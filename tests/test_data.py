@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from data import DataError, nucla_json, prepare_ntu, sbu_text
 from dataset import PRESETS, SkeletonDataset, load_nucla, load_sbu, load_split
@@ -100,6 +101,6 @@ def test_uwa3d_arrays(tmp_path):
     data, labels = load_split('uwa3d', tmp_path, 'train', fold=5, test_view=2)
     assert data.shape == (12, 3, 70, 15, 1) and len(labels) == 12
     sample, _, _ = SkeletonDataset(data, labels, PRESETS['uwa3d']['frames'])[0]
-    assert sample.shape == (3, 60, 15, 1) and sample.dtype == np.float32
+    assert sample.shape == (3, 60, 15, 1) and sample.dtype == torch.float32
     with pytest.raises(DataError, match='tests on views 1 or 2'):
         load_split('uwa3d', tmp_path, 'val', fold=5, test_view=3)

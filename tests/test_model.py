@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import PRESETS
-from evaluation import adjust_learning_rate, milestones
 from model import LSTMEncoder, MomentumContrast, length_groups
-from pretrain_and_linEval import train_one_epoch
+from options import milestones
+from training import adjust_learning_rate, train_one_epoch
 
 
 @pytest.mark.parametrize('dataset, input_size, params', [
@@ -109,13 +109,14 @@ def test_warmup_epoch_changes_no_query_weight_but_fills_queue():
     model = contrast(k=40)
     before = copy.deepcopy(model.state_dict())
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
-    batches = [((torch.randn(8, 3, 5, 2, 1), torch.randn(8, 3, 5, 2, 1)), None, None) for _ in range(5)]
-    scaler = torch.amp.GradScaler('cpu', enabled=False)
-    train_one_epoch(model, batches, lambda views: views, optimizer, scaler, None, False, 0, 'warm-up', True)
+    batches = [(torch.randn(8, 3, 5, 2, 1), torch.randn(8, 3, 5, 2, 1)) for _ in range(5)]
+    sums, step = train_one_epoch(lambda views: model(*views), batches, optimizer, 'warm-up', True, update=False,
+                                 after_step=model.momentum_update)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(('encoder_q', 'encoder_k')))
     assert not torch.equal(before['queue'], after['queue']) and after['queue_ptr'].item() == 0
-    train_one_epoch(model, batches, lambda views: views, optimizer, scaler, None, True, 5, 'train', True)
+    assert step == 5 and sums[3].item() == 40  # five batches of 8 seen
+    train_one_epoch(lambda views: model(*views), batches, optimizer, 'train', True, after_step=model.momentum_update)
     assert not torch.equal(before['encoder_q.bi_lstm.weight_ih_l0'], model.state_dict()['encoder_q.bi_lstm.weight_ih_l0'])
 
 

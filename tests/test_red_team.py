@@ -73,8 +73,8 @@ def test_bad_pretraining_option(name, value, capsys, tmp_path):
     (['--mode', 'bogus'], '--mode'),
     (['--mode', 'eval'], '--model_path'),
     (['--mode', 'semi'], '--model_path'),
-    (['--mode', 'supervise'], '--dataset'),
-    (['--mode', 'raw'], '--dataset'),
+    (['--mode', 'supervise', '--train_aug', 'bogus'], '--train_aug'),
+    (['--mode', 'raw', '--preprocess', 'magic'], '--preprocess'),
     (['--mode', 'supervise', '--dataset', 'sbu', '--lin_batch_size', '0'], '--lin_batch_size'),
     (['--mode', 'supervise', '--dataset', 'sbu', '--epochs', '0'], '--epochs'),
     (['--mode', 'supervise', '--dataset', 'sbu', '--recipe', 'fast'], '--recipe'),
@@ -152,7 +152,10 @@ def test_second_writer_is_refused(data_root, tmp_path, capsys):
 
 @pytest.mark.parametrize('content, expected', [
     ('[1, 2]', 'expected a json object'),
-    ('{"dataset": "imagenet"}', "unknown dataset 'imagenet'"),
+    ('{"dataset": "imagenet"}', "option dataset: 'imagenet' is not one of"),
+    ('{"epochs": 0}', "option epochs: 0 is not an integer >= 1"),
+    ('{"l2norm": "yes"}', "option l2norm: 'yes' is not true or false"),
+    ('{"test_view": "x"}', "option test_view:"),
     ('{not json', 'not a readable args.json'),
     (None, 'not a readable args.json'),
 ])

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import pretrain_and_linEval as pretrain
+import pretraining
+import training
 from conftest import ROOT
 from runs import CheckpointError
 
@@ -73,7 +75,7 @@ def test_resume_auto_skips_partial_and_truncated_files(data_root, tmp_path):
     run(data_root, tmp_path)
     (tmp_path / 'last.pth.partial').write_bytes(b'half')
     (tmp_path / 'ckpt_epoch_99.pth').write_bytes((tmp_path / 'last.pth').read_bytes()[:1000])
-    ckpt, path = pretrain.resume_checkpoint(pretrain.parse_option(['--resume', 'auto']), tmp_path)
+    ckpt, path = pretraining.resume_checkpoint(pretrain.parse_option(['--resume', 'auto']), tmp_path)
     assert path == tmp_path / 'last.pth' and ckpt['epoch'] == 3
 
 
@@ -84,14 +86,14 @@ def test_resume_refuses_checkpoint_of_another_configuration(data_root, tmp_path)
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    real_ce, calls = pretrain.F.cross_entropy, []
+    real_ce, calls = training.F.cross_entropy, []
 
     def cross_entropy(logits, labels):
         calls.append(1)
         loss = real_ce(logits, labels)
         return loss * float('nan') if len(calls) > 10 else loss
-    monkeypatch.setattr(pretrain.F, 'cross_entropy', cross_entropy)
-    with pytest.raises(pretrain.TrainingDiverged, match='loss became nan at step 10; last good checkpoint: .*last.pth'):
+    monkeypatch.setattr(training.F, 'cross_entropy', cross_entropy)
+    with pytest.raises(training.TrainingDiverged, match='loss became nan at step 10; last good checkpoint: .*last.pth'):
         run(data_root, tmp_path)
     assert torch.load(tmp_path / 'last.pth', weights_only=True)['epoch'] == 1  # SBU fold 0: 8 steps an epoch
     assert not (tmp_path / 'results.json').exists() and 'step 10' in (tmp_path / 'log.txt').read_text()

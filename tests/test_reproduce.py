@@ -1,32 +1,41 @@
-"""reproduce.py --quick: the machinery runs every protocol step and tabulates it (not the numbers)."""
+"""reproduce.py --quick: the runner runs every protocol step as a subprocess, records it with its
+provenance and tabulates it (not the numbers); jobs are planned as documented."""
 import argparse
 import json
 
 import pytest
 
+import ablation
 import reproduce
 
 
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     out = tmp_path / 'results'
-    reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
-    for config in reproduce.CONFIGS:
+    argv = ['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs'),
+            '--configs', 'faithful', 'corrected', '--evaluations', 'linear', 'semi10-random', 'supervise', 'raw',
+            '--jobs', '2']
+    reproduce.main(argv)
+    for config in ('faithful', 'corrected'):
         files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
-        assert files == sorted(f'fold0-seed1-{e}.json' for e in reproduce.EVALUATIONS)
-    corrected = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10-random.json').read_text())
-    assert corrected['select'] == 'last' and corrected['labelled'] == 8 * 2
-    assert '--semi_sampling random' in corrected['command'] and '--semi_stage2 subset' in corrected['command']
+        assert files == sorted(f'fold0-seed1-{e}.json' for e in ('linear', 'semi10-random', 'supervise', 'raw'))
+    semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10-random.json').read_text())
+    assert semi['select'] == 'last' and semi['labelled'] == 8 * 2 and semi['options']['semi_stage2'] == 'subset'
+    command = semi['provenance']['process_command']
+    assert command.startswith('python linEval.py --mode semi') and '--semi_sampling random' in command
+    assert semi['options']['model_path'].endswith('ckpt_epoch_3.pth')  # corrected: the final checkpoint
+    raw = json.loads((out / 'sbu' / 'faithful' / 'fold0-seed1-raw.json').read_text())
+    assert raw['options']['selected_frames'] == 40 and 'epochs' not in raw  # the faithful encoder's input
     table = (out / 'README.md').read_text()
     assert '| sbu | faithful | linear |' in table and '| sbu | corrected | supervise |' in table
-    assert '| sbu | strong | raw |' in table and '| sbu | strong | semi40-random |' in table
+    assert '| sbu | corrected | raw |' in table and 'runs at commit' in table
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
-    reproduce.main(['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs')])
-    assert 'runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
+    capsys.readouterr()
+    reproduce.main(argv)
+    assert '8 of 8 runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
 
 
 def test_jobs_and_threads_must_be_positive(capsys):
-    import ablation
     for main in (reproduce.main, ablation.main):
         for option in ('--jobs', '--threads'):
             with pytest.raises(SystemExit):
@@ -34,7 +43,10 @@ def test_jobs_and_threads_must_be_positive(capsys):
             assert f'argument {option}' in capsys.readouterr().err
 
 
-def test_raw_floor_runs_for_the_first_seed_only():
-    args = argparse.Namespace(evaluations=reproduce.EVALUATIONS, seeds=[3, 1, 2])
-    assert reproduce.job_evaluations(3, args) == reproduce.EVALUATIONS
-    assert reproduce.job_evaluations(1, args) == [e for e in reproduce.EVALUATIONS if e != 'raw']
+def test_plan_runs_the_raw_floor_for_the_first_seed_only_and_pretrains_before_semi():
+    args = argparse.Namespace(protocols=['ucla_view3'], configs=['strong'], seeds=[3, 1], quick=False,
+                              evaluations=reproduce.EVALUATIONS, data_root='data')
+    first, second = reproduce.plan(args)
+    assert [r.name.rsplit('-', 1)[-1] for r in first][-1] == 'raw' and not any(r.name.endswith('raw') for r in second)
+    assert first[0].script == 'pretrain_and_linEval.py' and first[0].name == 'ucla_view3/strong/view3-seed3-linear'
+    assert all('{model_path}' in r.argv for r in first if 'semi' in r.name)

@@ -11,9 +11,11 @@ import evaluation
 import linEval
 import pretrain_and_linEval as pretrain
 from conftest import ROOT
-from runs import CheckpointError
+from pretraining import load_encoder
+from runs import CheckpointError, load_checkpoint
 
-RESULT_KEYS = {'dataset', 'mode', 'top1', 'top5', 'top1_last', 'epochs', 'seed', 'seconds'}
+RESULT_KEYS = {'dataset', 'mode', 'recipe', 'eval_split', 'seed', 'samples', 'top1', 'seconds', 'options',
+               'provenance'}
 
 
 def test_command_line_beats_presets():
@@ -39,8 +41,10 @@ def test_pretrain_writes_checkpoints_and_results(pretrained):
     assert {p.name for p in out.iterdir()} >= {'args.json', 'log.txt', 'results.json', 'last.pth',
                                                'ckpt_epoch_2.pth', 'ckpt_epoch_3.pth'}
     saved = json.loads((out / 'results.json').read_text())
-    assert RESULT_KEYS <= set(saved) and saved['top1'] == result['top1'] and 0 <= saved['top1'] <= 100
+    assert RESULT_KEYS <= set(saved) and saved['top1'] == result['top1'] == saved['top1_best']  # official: best epoch
+    assert saved['samples'] == {'train': 227, 'test': 55} and saved['options']['epochs'] == 2
     assert saved['model_path'].endswith('ckpt_epoch_2.pth')  # official: the epoch-`epochs` checkpoint
+    assert 'epochs' not in saved and 'lin_epochs' not in saved  # options live under 'options' only
     ckpt = torch.load(out / 'ckpt_epoch_3.pth', weights_only=True)
     assert ckpt['epoch'] == 3 and ckpt['args']['dataset'] == 'sbu' and ckpt['model']['queue'].shape == (200, 128)
     assert json.loads((out / 'args.json').read_text())['nce_k'] == 200
@@ -58,21 +62,22 @@ def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert RESULT_KEYS <= set(saved) and saved['mode'] == mode and saved['top1'] == result['top1']
     assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 128
+    assert len(saved.get('history', [])) == (0 if mode == 'knn' else 2)  # --epochs 2: old name of --lin_epochs
     if mode == 'semi':
         assert saved['labelled'] == 8 * int(float(extra[1]) * 227 / 8)
         assert 'nan' not in (tmp_path / 'log.txt').read_text()  # stage 1 never looks at the test split
     if mode in ('eval', 'knn'):
-        assert 0 <= saved['knn_top1'] <= 100 and saved['knn_k'] == (3 if mode == 'knn' else 1)
+        assert saved['knn_k'] == (3 if mode == 'knn' else 1) and saved['knn_top1'] > 100 / 8  # above chance
 
 
 def test_supervise_from_scratch(data_root, tmp_path):
     args = linEval.parse_option_lin_eval(['--mode', 'supervise', '--dataset', 'sbu', '--data_root', str(data_root),
                                           '--epochs', '2', '--fold', '1', '--out_dir', str(tmp_path), '--quiet'])
     result = linEval.main(args)
-    assert result['epochs'] == 2 and len(result['history']) == 2
+    assert result['options']['epochs'] == 2 and len(result['history']) == 2
     saved = json.loads((tmp_path / 'args.json').read_text())
-    assert saved['hidden_units'] == 256 and saved['fold'] == 1  # official architecture for supervise
-    assert 'supervise on sbu: 230 train / 52 test' in (tmp_path / 'log.txt').read_text()
+    assert saved['hidden_units'] == 256 and saved['selected_frames'] == 150 and saved['fold'] == 1  # SPEC §5.4
+    assert 'supervise on sbu: 230 train / 52 test samples' in (tmp_path / 'log.txt').read_text()
     assert torch.load(tmp_path / 'supervised.pth', weights_only=True)['model']['classifier.weight'].shape == (8, 256)
 
 
@@ -173,7 +178,7 @@ def test_viewer_draws_two_centred_persons_side_by_side(data_root, cache_dir):
     import augment
     from dataset import load_split
     data, _ = load_split('sbu', str(data_root), 'train', 0, None, cache_dir=cache_dir)
-    x = augment.center(np.asarray(data[50], dtype=np.float32))
+    x = augment.center(torch.tensor(np.asarray(data[50:51], dtype=np.float32)))[0].numpy()
     assert np.abs(x[:, :, :, 0] - x[:, :, :, 1]).mean() < np.abs(x).mean()  # centring stacks the two persons
     apart = viewer.side_by_side(x)
     real = x.any(axis=(0, 2))
@@ -190,7 +195,7 @@ def test_every_option_has_help():
         real = argparse.ArgumentParser.parse_args
         argparse.ArgumentParser.parse_args = lambda self, *a, **k: parsers.append(self) or real(self, *a, **k)
         try:
-            getattr(module, build)(['--model_path', 'x.pth'] if module is linEval else [])
+            getattr(module, build)(['--mode', 'supervise'] if module is linEval else [])
         finally:
             argparse.ArgumentParser.parse_args = real
         missing = [a.dest for a in parsers[-1]._actions if a.help is None]
@@ -201,10 +206,14 @@ def test_evaluation_keeps_the_checkpoints_data_choices(data_root, tmp_path):
     pretrain.main(pretrain.parse_option(['--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
                                          '--sbu_true_depth', '--masked_mean', '--out_dir', str(tmp_path),
                                          '--quiet', '--no_plots']))
-    args = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'ckpt_epoch_1.pth')])
-    opts, _ = linEval.resolve_options(args)
-    assert opts['sbu_true_depth'] is True and opts['masked_mean'] is True
-    assert opts['encoder'].pooling == 'masked_mean'
+    opts = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'ckpt_epoch_1.pth')])
+    assert opts.sbu_true_depth is True and opts.masked_mean is True and opts.semi_stage2 == 'full'
+    assert load_encoder(load_checkpoint(opts.model_path), opts.model_path).pooling == 'masked_mean'
+    corrected = pretrain.parse_option(['--corrected', '--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
+                                       '--out_dir', str(tmp_path / 'corrected'), '--quiet', '--no_plots', '--no_probes'])
+    pretrain.main(corrected)
+    opts = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'corrected' / 'last.pth')])
+    assert opts.recipe == 'corrected' and opts.select == 'last' and opts.semi_stage2 == 'subset'  # the recipe's
 
 
 def test_semi_keeps_one_labelled_sample_per_class_at_the_default_rate():
@@ -221,7 +230,7 @@ def test_lineval_remembers_the_checkpoint_from_another_directory(pretrained, tmp
                                           '--seed', '5', '--lin_epochs', '2', '--out_dir', 'eval', '--quiet',
                                           '--no_plots'])
     result = linEval.main(args)
-    assert result['seed'] == 5 and result['epochs'] == 2 and len(result['history']) == 2
+    assert result['seed'] == 5 and result['options']['lin_epochs'] == 2 and len(result['history']) == 2
     log = (tmp_path / 'eval' / 'log.txt').read_text()
     assert f"data_root={saved['data_root']}" in log and 'fold=0' in log
     args = linEval.parse_option_lin_eval(['--mode', 'eval', '--model_path', str(out / 'ckpt_epoch_2.pth'),
