@@ -1,120 +1,131 @@
-"""The strong recipe's ablation, on validation data only (the test split is never read).
+"""Choose a recipe on validation data that mirrors each test protocol; the test split is never read.
 
-    python ablation.py                       # N-UCLA (views 1,2 -> 3 protocol) and SBU, seeds 1 2 3
-    python ablation.py --protocols ucla_view3 --seeds 1 --jobs 2
-    python ablation.py --summary             # rebuild results/ablation/README.md from the JSON files
+    python ablation.py                   # N-UCLA cross-view screening of every lever, then nested SBU
+                                         # selection among the best of them
+    python ablation.py --stage screen --seeds 1 --jobs 2
+    python ablation.py --summary         # rebuild results/ablation/README.md from the recorded runs
 
-Every run is `pretrain_and_linEval.py --eval_split validation`: whole subjects (N-UCLA) or one
-training fold (SBU) are held out of the training split and play the test split's role. Rows
-(recipes.py): the corrected recipe; round 1's steps added one at a time (the last row is the
-round-1 strong recipe); the round-1 recipe with each step removed; round-1 candidates, each added
-to it; round 2's recipes (one of them is `--recipe strong`). Runs already recorded are skipped.
+N-UCLA (train views 1, 2; test view 3, cross-view): every row is pretrained and probed on one
+training view and validated on the other (`--eval_split validation --val_group 0` and `1`); view 3
+is never read. SBU (5 folds): for test fold f, each run trains on three of its four training folds
+and validates on the fourth (`--fold f --val_group g`, g = 0..3); fold f is never read, and the
+row chosen for fold f is chosen from those runs alone (`nested_choice`). Criterion, fixed in
+advance: the mean of the L-BFGS and KNN probes' validation top-1. Every row also gets the raw-input
+floor of its input on the same validation splits. Rows (recipes.LEVERS) are options added to the
+strong1 recipe; SBU runs the best `--finalists` rows of the N-UCLA screening and strong1.
 """
 import argparse
-import json
 import os
 import statistics
 from pathlib import Path
 
 import experiments
-from experiments import PRETRAIN, Run
-from options import positive_int
-from recipes import CORRECTED, ROUND1_CANDIDATES, ROUND1_STEPS, ROUND2, STRONG
-from runs import available_cpus
+from experiments import PRETRAIN, Run, load, mean_std
+from options import positive_int, to_argv
+from recipes import LEVERS, STRONG1
+from runs import available_cpus, cli
 
-PROTOCOLS = {  # name -> (dataset arguments, splits whose validation parts are averaged)
-    'ucla_view3': (['--dataset', 'ucla', '--test_view', '3'], [[]]),
-    'sbu': (['--dataset', 'sbu'], [['--fold', str(f)] for f in range(5)]),
-}
-METRICS = [('probe_top1', 'L-BFGS probe'), ('knn_selected_top1', 'KNN (k on validation)'),
-           ('top1_last', 'SGD linear, last epoch')]
-
-
-def arguments(options):
-    """Options dict -> command-line arguments on top of `--recipe corrected`."""
-    argv = ['--recipe', 'corrected']
-    for key, value in options.items():
-        if CORRECTED.get(key) == value:
-            continue
-        if value is True:
-            argv.append(f'--{key}')
-        elif value is not False:
-            argv += [f'--{key}', str(value)]
-    return argv
-
-
-def configurations():
-    """(row name, options beyond the corrected recipe) in table order."""
-    rows, added = [('corrected recipe', {})], {}
-    for name, step in ROUND1_STEPS:
-        added = {**added, **step}
-        rows.append((f'+ {name}', added))
-    for name, _ in ROUND1_STEPS:
-        rows.append((f'strong without {name}', {k: v for n, s in ROUND1_STEPS if n != name for k, v in s.items()}))
-    rows += [(name, {**added, **extra}) for name, extra in ROUND1_CANDIDATES]
-    return rows + ROUND2
+SBU_INNER = range(4)  # inner validation folds of each SBU test fold
+RAW_INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')  # what the raw floor depends on
 
 
 def slug(name):
     return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-').replace('--', '-')
 
 
-def plan(args):
-    """One validation run per (protocol, row, seed, split): pretrain_and_linEval.py --eval_split validation."""
-    jobs = []
-    for protocol in args.protocols:
-        dataset_args, splits = PROTOCOLS[protocol]
-        for name, options in configurations():
-            if args.rows and not any(r in name for r in args.rows):
-                continue
-            for seed in args.seeds:
-                for split in splits:
-                    argv = [*dataset_args, *split, *arguments(options), '--seed', str(seed), '--eval_split',
-                            'validation', '--data_root', args.data_root]
-                    tag = f"{slug(name)}-{''.join(split[1:]) or 'split'}-seed{seed}"
-                    jobs.append([Run(f'{protocol}/{tag}', PRETRAIN, tuple(argv), f'{protocol}/{slug(name)}')])
+def raw_argv(options):
+    """The raw-input floor of a row's input (what raw_features reads) and its record name."""
+    inputs = {k: v for k, v in {**STRONG1, **options}.items() if k in RAW_INPUT}
+    return ['--mode', 'raw', '--recipe', 'corrected', *to_argv(inputs)], 'raw-' + slug(
+        '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())))
+
+
+def plan(rows, protocol, seeds, data_root):
+    """One job per validation run of each row: pretraining + probes, and the raw floor of its input."""
+    splits = [(['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g)], f'val{g}') for g in (0, 1)] \
+        if protocol == 'ucla_view3' else \
+        [(['--dataset', 'sbu', '--fold', str(f), '--val_group', str(g)], f'fold{f}-val{g}') for f in range(5)
+         for g in SBU_INNER]
+    jobs, seen = [], set()
+    for name, options in rows:
+        for split_args, split in splits:
+            common = [*split_args, '--eval_split', 'validation', '--data_root', data_root]
+            for seed in seeds:
+                jobs.append([Run(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
+                                 tuple(common + ['--recipe', 'strong1', *to_argv(options), '--seed', str(seed)]), f'{protocol}/{slug(name)}')])
+            argv, raw = raw_argv(options)
+            if (raw, split) not in seen:
+                seen.add((raw, split))
+                jobs.append([Run(f'{protocol}/{raw}-{split}', 'linEval.py', tuple(common + argv), f'{protocol}/raw')])
     return jobs
 
 
-def _cell(values):
-    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}' if len(values) > 1 else f'{values[0]:.1f}'
+def criterion(record):
+    return (record['probe_top1'] + record['knn_selected_top1']) / 2
+
+
+def records(out, protocol, name, options, split=''):
+    """(learned runs, raw runs) of one row recorded in out, optionally of one split prefix."""
+    learned = [load(p) for p in sorted(Path(out, protocol).glob(f'{slug(name)}-{split}*.json'))]
+    raw = [load(p) for p in sorted(Path(out, protocol).glob(f'{raw_argv(options)[1]}-{split}*.json'))]
+    return learned, raw
+
+
+def ucla_ranking(out):
+    """Rows with N-UCLA cross-view records, best criterion first."""
+    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
+              if (runs := records(out, 'ucla_view3', name, options)[0])]
+    return [name for _, name in sorted(scored, reverse=True)]
+
+
+def nested_choice(out, fold):
+    """The row chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
+    (records of `--fold fold` only: they train and validate on other folds and never read it)."""
+    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
+              if (runs := records(out, 'sbu', name, options, f'fold{fold}-')[0])]
+    return max(scored)[1] if scored else None
 
 
 def summarise(out):
-    """results/ablation/README.md: one row per configuration, the selection criterion (mean L-BFGS
-    validation top-1 of N-UCLA and SBU) beside each protocol's numbers."""
+    """results/ablation/README.md: per row, the cross-view N-UCLA and nested SBU validation numbers,
+    the raw floor of the same input, and which protocol split chose it."""
     out = Path(out)
-    labels = [f'{protocol} {label}' for key, label in METRICS for protocol in PROTOCOLS]
-    lines = ['| configuration | criterion: mean L-BFGS | ' + ' | '.join(labels) + ' |', '|---' * (len(labels) + 2) + '|']
-    strong = {k: v for k, v in STRONG.items() if CORRECTED.get(k) != v}
-    for name, options in configurations():
-        runs = {protocol: [json.loads(p.read_text()) for p in sorted((out / protocol).glob(f'{slug(name)}-*.json'))]
-                for protocol in PROTOCOLS}
-        if not all(runs.values()):
-            continue
+    chosen = {name: [] for name, _ in LEVERS}
+    ranking = ucla_ranking(out)
+    if ranking:
+        chosen[ranking[0]].append('N-UCLA 1,2→3')
+    for fold in range(5):
+        if (name := nested_choice(out, fold)):
+            chosen[name].append(f'SBU fold {fold}')
+    header = ['row', 'N-UCLA: L-BFGS', 'KNN', 'raw L-BFGS', 'raw KNN', 'criterion', 'SBU: L-BFGS', 'KNN',
+              'raw L-BFGS', 'raw KNN', 'criterion', 'chosen for']
+    lines, everything = [header, ['---'] * len(header)], []
+    for name, options in LEVERS:
+        cells = [name]
+        for protocol in ('ucla_view3', 'sbu'):
+            learned, raw = records(out, protocol, name, options)
+            everything += learned + raw
+            cells += [mean_std([r[k] for r in runs], 1) for runs in (learned, raw)
+                      for k in ('probe_top1', 'knn_selected_top1')] + [mean_std(list(map(criterion, learned)), 1)]
+        lines.append(cells + [', '.join(chosen[name]) or '–'])
+    table = '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines)
+    text = f"""# Recipe ablation (validation only)
 
-        def per_run(protocol, key):  # N-UCLA: one value per seed; SBU: one per fold (each seed's folds)
-            return [r[key] for r in runs[protocol]]
-        criterion = statistics.mean(statistics.mean(per_run(p, 'probe_top1')) for p in PROTOCOLS)
-        label = name.replace('strong without', 'round 1 without') + (' **(= `--recipe strong`)**' if options == strong else '')
-        lines.append(f'| {label} | {criterion:.1f} | '
-                     + ' | '.join(_cell(per_run(p, key)) for key, _ in METRICS for p in PROTOCOLS) + ' |')
-    text = f"""# Strong-recipe ablation (validation only)
+Produced by `python ablation.py` (this table: `python ablation.py --summary`); the JSON files
+beside this README hold every run's results, resolved options and provenance:
+{experiments.provenance_note(everything)}.
 
-Produced by `python ablation.py` (this table: `python ablation.py --summary`) on an Intel Xeon
-(AVX-512) machine with 2 cores, torch {__import__('torch').__version__}, two runs side by side with one
-thread each. Every run is `pretrain_and_linEval.py --eval_split validation`: the held-out part of
-the *training* split plays the test split's role and the test split is never read. N-UCLA (views
-1, 2): 2 of the 10 subjects held out, seeds 1-3 (mean ± std over seeds). SBU: for each of the 5
-test folds one of its 4 training folds is held out, seed 1 (mean ± std over the 5 folds).
+Validation mirrors each test protocol and never reads the test split (ablation.py's docstring).
+**N-UCLA** (test: train views 1, 2 -> view 3): pretrain and probe on one training view, validate on
+the other, both ways. **SBU** (5-fold): for test fold f, train on three of its training folds and
+validate on the fourth, each of the four in turn; the row chosen for fold f uses only those runs
+(nested selection). Cells: mean ± std over runs (N-UCLA: 2 validation views x seeds; SBU: 5 test
+folds x 4 inner folds). Criterion: mean of the L-BFGS and KNN validation top-1, fixed in advance.
+"raw": the same probes on the row's input itself (no learning). "chosen for": the protocol split
+whose validation chose the row. Rows are options added to strong1 (recipes.LEVERS); SBU runs only
+the best rows of the N-UCLA screening and strong1.
 
-Selection criterion, fixed before round 1: the mean of the two datasets' L-BFGS probe accuracy (C
-chosen on an inner validation part of the remaining training data). Round 1 adds its steps to the
-corrected recipe one at a time, then removes each from the result ("round 1 without ..."), then
-adds candidates to it one at a time; round 2 combines round 1's verdicts. The strong recipe is the
-row with the highest criterion. Commands are in the JSON files beside this README.
-
-{chr(10).join(lines)}
+{table}
 """
     (out / 'README.md').write_text(text)
     return text
@@ -122,8 +133,10 @@ row with the highest criterion. Commands are in the JSON files beside this READM
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=list(PROTOCOLS))
-    parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
+    parser.add_argument('--stage', choices=['all', 'screen', 'nested'], default='all',
+                        help='screen: N-UCLA cross-view for every row; nested: SBU for the finalists')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[1])
+    parser.add_argument('--finalists', type=positive_int, default=2, help='best N-UCLA rows taken to SBU (+ strong1)')
     parser.add_argument('--rows', nargs='+', default=None, help='only the rows whose names contain one of these')
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default='results/ablation')
@@ -133,10 +146,16 @@ def main(argv=None):
     parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
     parser.add_argument('--summary', action='store_true', help='only rebuild the table')
     args = parser.parse_args(argv)
-    if not args.summary:
-        experiments.run_all(plan(args), args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False)
+    rows = [(n, o) for n, o in LEVERS if not args.rows or any(r in n for r in args.rows)]
+    if not args.summary and args.stage in ('all', 'screen'):
+        experiments.run_all(plan(rows, 'ucla_view3', args.seeds, args.data_root), args.out, args.runs, args.jobs,
+                            args.threads, args.force, keep_history=False)
+    if not args.summary and args.stage in ('all', 'nested'):
+        finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'}
+        experiments.run_all(plan([(n, o) for n, o in rows if n in finalists], 'sbu', args.seeds, args.data_root),
+                            args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False)
     print(summarise(args.out))
 
 
 if __name__ == '__main__':
-    main()
+    cli(main, lambda: None)

@@ -24,11 +24,11 @@ _NTU = dict(joints=25, persons=2, frames=150, body_joints=(1, 0, 20, 4, 8), hidd
             batch_size=32, lr_decay_epochs='30,70', num_workers=4,
             source='https://rose1.ntu.edu.sg/dataset/actionRecognition/ (raw skeletons, then '
                    '`python -m data.prepare_ntu`)')
-PRESETS = {
-    'ntu60_xsub': dict(_NTU, classes=60),
-    'ntu60_xview': dict(_NTU, classes=60),
-    'ntu120_xsub': dict(_NTU, classes=120),
-    'ntu120_xsetup': dict(_NTU, classes=120),
+PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarsest first (validation_split)
+    'ntu60_xsub': dict(_NTU, classes=60, groups='P'),
+    'ntu60_xview': dict(_NTU, classes=60, groups='CP'),
+    'ntu120_xsub': dict(_NTU, classes=120, groups='P'),
+    'ntu120_xsetup': dict(_NTU, classes=120, groups='SP'),
     'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6),
                 actions=['approaching', 'departing', 'kicking', 'punching', 'pushing', 'hugging', 'shaking hands',
                          'exchanging objects'], hidden_units=128, lstm_layer=2, nce_k=200,
@@ -131,9 +131,9 @@ def load_nucla(folder, cache_dir, allow_missing=False):
     return _cached('nucla-v2', paths, build, cache_dir)
 
 
-def load_array(data_path, label_path, joints, persons, classes):
+def load_array(data_path, label_path, joints, persons, classes, groups='P'):
     """A (N, C, T, V[, M]) .npy (memory-mapped) and its (names, labels) pickle, validated:
-    (data, labels, NTU performer ids or None)."""
+    (data, labels, the NTU name fields `groups` of each sample (N, len(groups)) or None)."""
     for path in (data_path, label_path):
         if not Path(path).is_file():
             raise DataError(f"{path}: file not found")
@@ -150,13 +150,17 @@ def load_array(data_path, label_path, joints, persons, classes):
     labels = np.asarray(record[1] if names is not None else record)
     if labels.ndim != 1 or len(labels) != len(data):
         raise DataError(f"{label_path}: {labels.size} labels for {len(data)} samples in {data_path}")
-    return data[..., :persons], _check_labels(labels, classes, label_path), _performers(names, len(labels))
+    return data[..., :persons], _check_labels(labels, classes, label_path), _name_fields(names, len(labels), groups)
 
 
-def _performers(names, n):
-    """NTU performer ids (the P of SxxxCxxxPxxxRxxxAxxx) of each sample, or None if the names lack them."""
-    found = [re.search(r'P(\d{3})', str(name)) for name in (names if names is not None and len(names) == n else [])]
-    return np.array([int(m.group(1)) for m in found]) if found and all(found) else None
+def _name_fields(names, n, fields):
+    """The NTU name fields (S setup, C camera, P performer of SxxxCxxxPxxxRxxxAxxx) of each sample,
+    (n, len(fields)), or None if the names lack them."""
+    found = [re.search(r'S(\d{3})C(\d{3})P(\d{3})', str(name))
+             for name in (names if names is not None and len(names) == n else [])]
+    if not found or not all(found):
+        return None
+    return np.array([[int(m.group(' SCP'.index(f))) for f in fields] for m in found])
 
 
 def _check_labels(labels, classes, source):
@@ -176,8 +180,9 @@ def _check_labels(labels, classes, source):
 def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_depth=False,
                cache_dir=Path('~/.cache/ascal').expanduser(), with_groups=False, allow_missing=False):
     """(data (N, C, T, V, M), labels (N,)) for split 'train' or 'val' (the test split) of one
-    dataset/protocol; with_groups adds the groups a validation part must keep whole (see
-    `validation_split`): SBU fold, N-UCLA subject, NTU performer, None (UWA3D)."""
+    dataset/protocol; with_groups adds the groups a validation part must keep whole, (N, levels)
+    coarsest first (see `validation_split`): SBU fold; N-UCLA view, subject; NTU x-view camera,
+    x-setup setup, performer; None for UWA3D (its arrays carry no ids)."""
     if split not in ('train', 'val'):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
     preset = PRESETS[dataset]
@@ -199,7 +204,7 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
             fold_of_set = {s: f for f, sets in enumerate(sbu_text.FOLDS) for s in sets}
             groups = np.array([fold_of_set[s] for s in arrays['group'][chosen]])
         else:
-            groups = arrays['subject'][chosen]
+            groups = np.stack([arrays['group'][chosen], arrays['subject'][chosen]], 1)
         return (data, labels, groups) if with_groups else (data, labels)
     if dataset == 'uwa3d':
         if fold not in range(len(UWA3D_TRAIN_VIEWS)):
@@ -210,9 +215,9 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
             raise DataError(f"--test_view {test_view}: UWA3D fold {fold} tests on views {test[0]} or {test[1]}")
         folder = folder / f'train{train}_test{test}'
         folder = folder / (f'training_{train}' if split == 'train' else f'test_{test_view}')
-    data, labels, performers = load_array(folder / f'{split}_data.npy', folder / f'{split}_label.pkl',
-                                          preset['joints'], preset['persons'], preset['classes'])
-    return (data, labels, performers) if with_groups else (data, labels)
+    data, labels, groups = load_array(folder / f'{split}_data.npy', folder / f'{split}_label.pkl',
+                                      preset['joints'], preset['persons'], preset['classes'], preset.get('groups', 'P'))
+    return (data, labels, groups) if with_groups else (data, labels)
 
 
 def load_splits(opts):
@@ -226,7 +231,7 @@ def load_splits(opts):
                       cache_dir=opts.cache_dir, allow_missing=opts.allow_missing)
     train_x, train_y, groups = load_split(*where, 'train', with_groups=True, **split_args)
     if opts.eval_split == 'validation':
-        keep, held = validation_split(train_y, groups, opts.val_seed)
+        keep, held = validation_split(train_y, groups, opts.val_seed, opts.val_group)
         splits = [(train_x[keep], train_y[keep]), (train_x[held], train_y[held])]
         groups = None if groups is None else groups[keep]
     else:
@@ -237,25 +242,29 @@ def load_splits(opts):
     return splits, groups
 
 
-def validation_split(labels, groups, seed, fraction=0.2):
+def validation_split(labels, groups, seed, index=None, fraction=0.2):
     """Cut a training split into (train indices, validation indices) without leakage.
 
-    Whole groups are held out (SBU: one of the training folds; N-UCLA: subjects, so no performance
-    filmed by three cameras is on both sides; NTU: performers), round(fraction * groups), at least
-    one, chosen by `seed`. With groups None (UWA3D, whose arrays carry no subject ids) a seeded
-    stratified `fraction` of each class is held out instead.
+    groups (N, levels): the ids a protocol splits by, coarsest first. Whole groups of the first level
+    with two or more ids are held out, so that validation mirrors the test: N-UCLA cross-view and NTU
+    x-view hold out a training camera view, NTU x-setup a setup; with one view left (inside a
+    validation run) subjects / performers; SBU one training fold. `index` picks the index-th id
+    (sorted); else round(fraction * ids), at least one and not all, chosen by `seed`. With groups
+    None (UWA3D) a seeded stratified `fraction` of each class is held out instead.
     """
     rng = np.random.default_rng(seed)
     if groups is None:
         held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:max(1, round(fraction * (labels == c).sum()))]
                                for c in np.unique(labels)])
-        val = np.isin(np.arange(len(labels)), held)
-    else:
-        ids = np.unique(groups)
-        if len(ids) < 2:
-            raise DataError(f"a validation split needs at least two groups (subjects/folds), found {len(ids)}")
-        chosen = rng.choice(ids, min(len(ids) - 1, max(1, round(fraction * len(ids)))), replace=False)
-        val = np.isin(groups, chosen)
+        return np.flatnonzero(~np.isin(np.arange(len(labels)), held)), np.sort(held)
+    levels = np.asarray(groups).reshape(len(labels), -1).T
+    level = next((ids for ids in levels if len(np.unique(ids)) > 1), levels[-1])
+    ids = np.unique(level)
+    if len(ids) < 2:
+        raise DataError(f"a validation split needs at least two groups (views/subjects/folds), found {len(ids)}")
+    chosen = ([ids[index % len(ids)]] if index is not None else
+              rng.choice(ids, min(len(ids) - 1, max(1, round(fraction * len(ids)))), replace=False))
+    val = np.isin(level, chosen)
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 

@@ -120,13 +120,15 @@ class MomentumContrast(nn.Module):
     `head_dim` > 0 adds a 2-layer MLP projection head (out_dim -> out_dim -> head_dim) on both
     encoders (its key copy momentum-updated too), used for the loss only (official: none).
     `gather_keys` (data-parallel runs) turns this process's keys into every process's keys before
-    they are enqueued.
+    they are enqueued. `neighbour_positives` takes the queued key nearest to each key as the
+    positive instead of the key itself (NNCLR's support set; official: off).
     """
 
     def __init__(self, encoder, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False,
-                 gather_keys=None, head_dim=0):
+                 gather_keys=None, head_dim=0, neighbour_positives=False):
         super().__init__()
         self.temperature, self.alpha, self.l2norm, self.gather_keys = temperature, alpha, l2norm, gather_keys
+        self.neighbour_positives = neighbour_positives
         self.encoder_q = encoder
         dim = encoder.out_dim
         self.head_q = (nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, head_dim))
@@ -174,8 +176,14 @@ class MomentumContrast(nn.Module):
             k = self.head_k(self.encoder_k(x_k))  # (N, D)
         if self.l2norm:
             q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
-        l_pos = (q * k).sum(1, keepdim=True)  # (N, 1)
-        l_neg = q @ self.queue.clone().t()  # (N, K), snapshot before this batch is enqueued
+        queue = self.queue.clone()  # (K, D), snapshot before this batch is enqueued
+        l_neg = q @ queue.t()  # (N, K)
+        if self.neighbour_positives:  # the queued key nearest to k is the positive (and no negative)
+            nearest = (k @ queue.t()).argmax(1)
+            l_pos = (q * queue[nearest]).sum(1, keepdim=True)
+            l_neg = l_neg.scatter(1, nearest[:, None], float('-inf'))
+        else:
+            l_pos = (q * k).sum(1, keepdim=True)  # (N, 1)
         logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         self._enqueue(self.gather_keys(k) if self.gather_keys else k)

@@ -27,7 +27,7 @@ from recipes import MODE_RECIPES, RECIPES
 ENCODER = ('hidden_units', 'lstm_layer', 'selected_frames', 'masked_mean', 'rnn', 'bidirectional', 'motion',
            'preprocess', 'sbu_true_depth')
 FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_view', 'seed', 'select', 'eval_split',
-                   'val_seed', *ENCODER)
+                   'val_seed', 'val_group', *ENCODER)
 PRETRAIN_PRESET = ('nce_k', 'batch_size', 'lr_decay_epochs')  # pretraining's own schedule in the presets
 SEMI_SCHEDULES = [(0.01, (35, '15,30')), (0.1, (15, '8')), (1.0, (10, '7'))]  # rate <= limit: (epochs, decay)
 RENAMED = {'epochs': 'lin_epochs', 'learning_rate': 'lin_learning_rate', 'lr_decay_epochs': 'lin_lr_decay_epochs',
@@ -80,6 +80,12 @@ def milestones(text):
     return [int(e) for e in str(text).split(',') if e.strip()]
 
 
+def to_argv(options):
+    """An options dict -> the command-line arguments that set it (booleans as --x / --no-x)."""
+    return [a for key, value in options.items() for a in (
+        [f"--{'' if value else 'no-'}{key}"] if isinstance(value, bool) else [f'--{key}', str(value)])]
+
+
 def per_dataset(key):
     return 'preset: ' + ', '.join(f'{k} {v.get(key)}' for k, v in PRESETS.items())
 
@@ -119,14 +125,14 @@ def encoder_options(group):
     add('--hidden_units', type=positive_int, help='RNN width; ' + per_dataset('hidden_units'))
     add('--lstm_layer', type=positive_int, help='RNN depth; ' + per_dataset('lstm_layer'))
     add('--selected_frames', type=positive_int, help='frames the encoder sees; ' + per_dataset('frames'))
-    add('--masked_mean', action='store_true', help='corrected: average the RNN outputs over real frames only')
+    add('--masked_mean', action=argparse.BooleanOptionalAction, default=False, help='corrected: average the RNN outputs over real frames only')
     add('--rnn', choices=['lstm', 'gru'], default='lstm', help='recurrent cell (official lstm)')
-    add('--bidirectional', action='store_true', help='bidirectional RNN (official: one direction)')
-    add('--motion', action='store_true', help='append frame differences to the input (official: no)')
+    add('--bidirectional', action=argparse.BooleanOptionalAction, default=False, help='bidirectional RNN (official: one direction)')
+    add('--motion', action=argparse.BooleanOptionalAction, default=False, help='append frame differences to the input (official: no)')
     add('--preprocess', choices=['none', 'body'], default='none',
         help='body: first-frame body-centred, view- and scale-normalised, resampled to --selected_frames '
              '(preprocess.py); none: the first frames, each centred on joint 1 (official)')
-    add('--sbu_true_depth', action='store_true', help='corrected: SBU depth from z (official: from the normalised y)')
+    add('--sbu_true_depth', action=argparse.BooleanOptionalAction, default=False, help='corrected: SBU depth from z (official: from the normalised y)')
 
 
 def evaluation_options(group):
@@ -142,6 +148,8 @@ def evaluation_options(group):
         help='validation: hold out whole groups of the training split (dataset.validation_split) and '
              'evaluate on them; the test split is not read')
     add('--val_seed', type=int, default=1, help='seed of the held-out validation groups')
+    add('--val_group', type=natural_int, default=None,
+        help='validation: hold out the N-th group (sorted view / fold / camera / setup) instead of a seeded draw')
     add('--lin_epochs', type=positive_int, default=90, help='linear classifier epochs')
     add('--lin_learning_rate', type=positive_float, default=1.0, help='linear classifier SGD lr (momentum 0.9, Nesterov)')
     add('--lin_lr_decay_epochs', type=epoch_list, default='15,35,60,75', help='linear stage decay epochs, rate 0.5')

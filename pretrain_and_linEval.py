@@ -32,8 +32,10 @@ def parse_option(argv=None):
     group.add_argument('--nce_k', type=positive_int, help='queue size; ' + per_dataset('nce_k'))
     group.add_argument('--nce_t', type=positive_float, default=0.06, help='temperature')
     group.add_argument('--alpha', type=fraction, default=0.999, help='key-encoder momentum')
-    group.add_argument('--l2norm', action='store_true', help='corrected: L2-normalise queries and keys')
+    group.add_argument('--l2norm', action=argparse.BooleanOptionalAction, default=False, help='corrected: L2-normalise queries and keys')
     group.add_argument('--head_dim', type=natural_int, default=0, help='MLP projection head output size (0: none, official)')
+    group.add_argument('--positive', choices=['key', 'neighbour'], default='key',
+                       help="the positive of a query: its key (official) or the queued key nearest to it (NNCLR)")
     group.add_argument('--aug1', default='subtract_randomFlip_shear', type=options.augmentation_chain,
                        help='query-view augmentation chain (augment.AUGMENTATIONS)')
     group.add_argument('--aug2', default='subtract_randomFlip_shear', type=options.augmentation_chain,
@@ -56,7 +58,7 @@ def parse_option(argv=None):
                        help='autocast the pretraining forward pass (fp16 with gradient scaling)')
     group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
     options.evaluation_options(group)
-    group.add_argument('--eval_final', action='store_true',
+    group.add_argument('--eval_final', action=argparse.BooleanOptionalAction, default=False,
                        help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')
     group = parser.add_argument_group('run')
     group.add_argument('--save_freq', type=positive_int, default=10, help='keep ckpt_epoch_<e>.pth every N epochs')

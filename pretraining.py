@@ -20,9 +20,9 @@ RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
 # Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
 MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
               'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
-              'eval_split', 'val_seed')
+              'eval_split', 'val_seed', 'val_group')
 BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion=False, head_dim=0, eval_split='test',
-                      val_seed=1)  # what checkpoints written before these options existed used
+                      val_seed=1, val_group=None)  # what checkpoints written before these options existed used
 
 
 def build_encoder(opts):
@@ -137,7 +137,8 @@ def restore(opts, out, model, optimizer, scaler, log):
 def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
     """Epochs 1..warmup_epochs+epochs with checkpoints (written by rank 0); the checkpoints are the result."""
     model = MomentumContrast(build_encoder(opts), opts.nce_k, opts.nce_t, opts.alpha, opts.l2norm,
-                             distributed.all_gather_keys if world > 1 else None, opts.head_dim).to(device)
+                             distributed.all_gather_keys if world > 1 else None, opts.head_dim,
+                             opts.positive == 'neighbour').to(device)
     ddp = distributed.wrap(model) if world > 1 else model
     optimizer = make_optimizer(opts.optimizer, model.query_parameters(), opts.learning_rate, opts.momentum,
                                opts.weight_decay)

@@ -19,17 +19,17 @@ from recipes import STRONG
 REFERENCE = json.loads((Path(__file__).parent / 'faithful_reference.json').read_text())
 
 
-def test_nucla_validation_holds_out_whole_subjects(data_root, cache_dir):
-    _, labels, subjects = load_split('ucla', data_root, 'train', test_view=3, cache_dir=cache_dir, with_groups=True)
+def test_nucla_validation_is_cross_view_then_cross_subject(data_root, cache_dir):
+    _, labels, groups = load_split('ucla', data_root, 'train', test_view=3, cache_dir=cache_dir, with_groups=True)
     names = sorted(p.name for p in (data_root / 'nucla' / 'all_sqe').glob('*.json') if '_v03' not in p.name)
-    performance = np.array([n.split('_v')[0][4:] for n in names])  # 'sYY_eZZ': one performance, up to 3 cameras
-    assert subjects.tolist() == [int(n[5:7]) for n in names]
-    train, val = validation_split(labels, subjects, seed=1)
-    assert len(train) + len(val) == len(labels) and 150 < len(val) < 300
-    assert not set(performance[train]) & set(performance[val])
-    assert not set(subjects[train]) & set(subjects[val])
-    other, _ = validation_split(labels, subjects, seed=2)
-    assert not np.array_equal(other, train)  # seeded
+    assert groups.tolist() == [[int(n[-7:-5]), int(n[5:7])] for n in names]  # (view, subject) of every file
+    for index, held_view in ((0, 1), (1, 2)):
+        train, val = validation_split(labels, groups, seed=1, index=index)
+        assert set(groups[val, 0]) == {held_view} and held_view not in set(groups[train, 0])  # like the test view
+        inner_train, inner_val = validation_split(labels[train], groups[train], seed=1)  # one view left: subjects
+        assert not set(groups[train][inner_train, 1]) & set(groups[train][inner_val, 1]) and len(inner_val) > 50
+    train, val = validation_split(labels, groups, seed=2)
+    assert len(set(groups[val, 0])) == 1 and len(train) + len(val) == len(labels)
 
 
 def test_sbu_validation_is_one_whole_training_fold(data_root, cache_dir):
@@ -38,6 +38,8 @@ def test_sbu_validation_is_one_whole_training_fold(data_root, cache_dir):
         _, val = validation_split(labels, folds, seed=1)
         (held,) = set(folds[val])
         assert held != fold and np.array_equal(val, np.flatnonzero(folds == held))
+        inner = [set(folds[validation_split(labels, folds, 1, index=g)[1]]) for g in range(4)]
+        assert inner == [{f} for f in range(5) if f != fold]  # nested: the four other folds in turn
 
 
 def test_validation_mode_never_reads_the_test_split(data_root, cache_dir, monkeypatch):
