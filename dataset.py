@@ -15,7 +15,7 @@ import numpy as np
 import torch.utils.data
 
 import preprocess
-from data import DataError, check_finite, load_label_pickle, nucla_json, sbu_text
+from data import PLAUSIBLE, DataError, check_values, load_label_pickle, nucla_json, sbu_text
 
 # body_joints: (centre, lower spine, upper spine, left shoulder, right shoulder) joint indices, used by
 # the body-centred, view-normalised preprocessing of preprocess.py (SBU/UWA3D: OpenNI 15-joint order
@@ -74,7 +74,9 @@ def _cached(name, sources, build, cache_dir):
     if cache.is_file():
         try:
             with np.load(cache) as f:
-                return dict(f)
+                arrays = dict(f)
+            if np.abs(arrays['data']).max() <= 1e6:  # finite and not absurd: the sources were checked
+                return arrays
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
             pass  # rebuilt below
     arrays = build()
@@ -145,6 +147,8 @@ def load_array(data_path, label_path, joints, persons, classes, groups='P'):
         data = data[..., None]
     if data.ndim != 5 or data.shape[1] != 3 or data.shape[3] != joints or data.shape[4] < persons:
         raise DataError(f"{data_path}: shape {data.shape}, expected (N, 3, T, {joints}, >={persons})")
+    if len(data) == 0 or data.shape[2] == 0:
+        raise DataError(f"{data_path}: no samples or no frames (shape {data.shape})")
     record = load_label_pickle(label_path)
     names = record[0] if isinstance(record, (tuple, list)) and len(record) == 2 else None
     labels = np.asarray(record[1] if names is not None else record)
@@ -198,7 +202,6 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
             arrays, held_out = load_nucla(folder, cache_dir, allow_missing), [test_view]
         chosen = np.isin(arrays['group'], held_out) == (split == 'val')
         data = arrays['data'][chosen]
-        check_finite(data, folder)
         labels = _check_labels(arrays['label'][chosen], preset['classes'], folder)
         if dataset == 'sbu':
             fold_of_set = {s: f for f, sets in enumerate(sbu_text.FOLDS) for s in sets}
@@ -230,12 +233,16 @@ def load_splits(opts):
     split_args = dict(fold=opts.fold, test_view=opts.test_view, sbu_true_depth=opts.sbu_true_depth,
                       cache_dir=opts.cache_dir, allow_missing=opts.allow_missing)
     train_x, train_y, groups = load_split(*where, 'train', with_groups=True, **split_args)
+    if len(train_y) == 0:
+        raise DataError(f"{opts.dataset} at {opts.data_root}: the training split has no sequences")
     if opts.eval_split == 'validation':
         keep, held = validation_split(train_y, groups, opts.val_seed, opts.val_group)
         splits = [(train_x[keep], train_y[keep]), (train_x[held], train_y[held])]
         groups = None if groups is None else groups[keep]
     else:
         splits = [(train_x, train_y), load_split(*where, 'val', **split_args)]
+    if len(splits[1][1]) == 0:
+        raise DataError(f"{opts.dataset} at {opts.data_root}: the {opts.eval_split} split has no sequences")
     if opts.preprocess == 'body':
         body = PRESETS[opts.dataset]['body_joints']
         splits = [(preprocess.normalise_split(x, body, opts.selected_frames), y) for x, y in splits]
@@ -277,8 +284,9 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
     def __init__(self, data, labels, frames, transform=None, seed=0, source='dataset'):
         self.data, self.labels, self.frames = data, labels, frames
-        self.transform, self.seed, self.epoch, self.source = transform, seed, 0, source
+        self.transform, self.seed, self.epoch = transform, seed, 0
         self.check_each = isinstance(data, np.memmap)  # in-memory arrays were checked on load
+        self.source = getattr(data, 'filename', None) or source
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -289,7 +297,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         x = torch.from_numpy(np.array(self.data[index, :, :self.frames], dtype=np.float32))
         if self.check_each:
-            check_finite(x.numpy(), f'{self.source} sample {index}')
+            check_values(x.numpy(), f'{self.source} sample {index}', PLAUSIBLE['metres'], (None, 'frame'))
         if self.transform is not None:
             state = np.random.SeedSequence((self.seed, self.epoch, index)).generate_state(2, np.uint32)
             x = self.transform(x, torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))

@@ -15,7 +15,7 @@ import probes
 from dataset import PRESETS, IndexBatches, SkeletonDataset, loader
 from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, with_motion
 from pretraining import build_encoder
-from runs import CheckpointError, save_checkpoint
+from runs import CheckpointError, RunError, save_checkpoint
 from training import accuracy, fit, summarise
 
 
@@ -70,7 +70,10 @@ def extract_features(encoder, dataset, device, num_workers=0, quiet=False, batch
 
 def frozen_features(encoder, splits, opts, device):
     """[(train features (N, D), labels), (evaluation features, labels)] of the frozen encoder, extracted once."""
-    return [extract_features(encoder, s, device, opts.num_workers or 0, opts.quiet) for s in eval_datasets(splits, opts)]
+    features = [extract_features(encoder, s, device, opts.num_workers or 0, opts.quiet) for s in eval_datasets(splits, opts)]
+    if not all(torch.isfinite(x).all() for x, _ in features):
+        raise RunError(f"{getattr(opts, 'model_path', None) or 'the encoder'}: its features are not finite")
+    return features
 
 
 def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None, save_path=None):
@@ -125,9 +128,6 @@ def evaluate_frozen(encoder, splits, groups, opts, device, log, out=None):
     start = time.time()
     features = frozen_features(encoder, splits, opts, device)
     feature_seconds = round(time.time() - start, 3)
-    if not all(torch.isfinite(x).all() for x, _ in features):
-        raise CheckpointError(f"{getattr(opts, 'model_path', None) or 'the encoder'}: its features are not finite "
-                              "(NaN or inf weights)")
     result = linear_evaluation(encoder, splits, opts, device, log, features=features,
                                save_path=None if out is None else out / 'linear_head.pth')
     honest = {} if opts.no_probes else probes.honest_probes(*probes.as_numpy(features), groups, opts.val_seed)

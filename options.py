@@ -229,6 +229,10 @@ def resolve(parser, argv=None):
     path = given.get('model_path', config.get('model_path'))
     if mode in ('eval', 'semi', 'knn') and path:
         stored = load_checkpoint(path)['args']
+        missing = [k for k in ('dataset', 'hidden_units', 'lstm_layer', 'selected_frames') if k not in stored]
+        if missing:
+            from runs import CheckpointError
+            raise CheckpointError(f"{path}: its stored options lack {', '.join(missing)}")
         checkpoint = checked({k: stored[k] for k in FROM_CHECKPOINT if k in stored}, actions, f"{path} (stored options)")
         conflict = [k for k in ENCODER + ('dataset',) if k in given and k in checkpoint and given[k] != checkpoint[k]]
         if conflict:

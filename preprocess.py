@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 import augment
+from data import PLAUSIBLE, check_values
 
 
 def valid_lengths(data):
@@ -71,6 +72,8 @@ def normalise_split(data, body_joints, frames, chunk=2048):
     out = np.empty((len(data), data.shape[1], frames) + data.shape[3:], dtype=np.float32)
     for start in range(0, len(data), chunk):
         part = np.asarray(data[start:start + chunk], dtype=np.float32)
+        if isinstance(data, np.memmap):  # in-memory arrays were checked when their files were parsed
+            check_values(part, data.filename, PLAUSIBLE['metres'], ('sample', None, 'frame'), start)
         lengths = valid_lengths(part)
         out[start:start + chunk] = resample_real_frames(normalise_body(part, lengths, body_joints), lengths, frames)
     return out

@@ -35,9 +35,15 @@ def build_encoder(opts):
 
 
 def load_encoder(ckpt, path):
-    """The query encoder of a pretraining checkpoint, loaded strictly."""
+    """The query encoder of a pretraining checkpoint, loaded strictly; its weights must be finite."""
+    missing = [k for k in ('dataset', 'hidden_units', 'lstm_layer', 'selected_frames') if k not in ckpt['args']]
+    if missing:
+        raise CheckpointError(f"{path}: its stored options lack {', '.join(missing)}")
     encoder = build_encoder(ckpt['args'])
     state = {k[len('encoder_q.'):]: v for k, v in ckpt['model'].items() if k.startswith('encoder_q.')}
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(f"{path}: encoder weights are not finite ({', '.join(bad[:3])})")
     try:
         encoder.load_state_dict(state)
     except RuntimeError as err:

@@ -141,13 +141,18 @@ def provenance_line(info):
 
 
 def atomic_write(path, write):
-    """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file."""
+    """write(file) into path.partial, fsync, then rename: a killed run never leaves a half file, and
+    a failed write (disk full, ...) removes the partial file, keeps the previous file and names the path."""
     path = Path(path)
     tmp = path.with_name(path.name + '.partial')
-    with open(tmp, 'wb') as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"{err.strerror or err}; nothing written, the previous file is kept", str(path)) from None
     os.replace(tmp, path)
 
 

@@ -1,14 +1,15 @@
-"""Draw a skeleton sequence and augmented views of it as a PNG strip.
+"""Draw a skeleton sequence, what the encoder sees of it, and augmented views of it as a PNG strip.
 
-    python viewer.py --dataset sbu --index 0 --aug subtract_randomFlip_shear --views 2 --out views.png
+    python viewer.py --dataset sbu --index 0 --aug1 subtract_randomFlip_shear --views 2 --out views.png
+    python viewer.py --dataset ucla --test_view 3 --recipe strong --out views.png   # a recipe's input and views
 
-Row 1 is the input sequence (x-y plane, a few evenly spaced frames, person m in colour Cm), row 2
-the same centred on joint 1 as the encoder sees it, each further row a view drawn with the given
-chain. Centring puts each person at its own origin, so from row 2 on two persons are drawn side by
-side (person 2 shifted right), not on top of each other.
+Options resolve as in the scripts (options.py), so a recipe brings its input and its query view.
+Row 1 is the stored sequence (x-y plane, a few evenly spaced frames, person m in colour Cm), row 2
+the encoder's input (official: centred on joint 1 in every frame; --preprocess body: body-normalised),
+each further row a view drawn with --aug1. Centring puts each person at its own origin, so from
+row 2 on two persons are drawn side by side (person 2 shifted right), not on top of each other.
 """
 import argparse
-import os
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +20,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import augment  # noqa: E402
+import options  # noqa: E402
+import preprocess  # noqa: E402
 from data import DataError  # noqa: E402
 from dataset import PRESETS, load_split  # noqa: E402
+from options import natural_int, positive_int  # noqa: E402
+from runs import cli  # noqa: E402
 
 BONES = {  # 0-based joint pairs per layout (joints: count)
     15: [(0, 1), (1, 2), (1, 3), (3, 4), (4, 5), (1, 6), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
@@ -80,40 +85,40 @@ def draw_strip(rows, titles, path, frames=6):
     return path
 
 
-def main(argv=None):
+def parse_option(argv=None):
+    """The viewer's options through options.resolve: the recipe decides the input and its views."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--dataset', choices=sorted(PRESETS), default='sbu')
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
-    parser.add_argument('--split', choices=['train', 'val'], default='train')
-    parser.add_argument('--index', type=int, default=0, help='sample index within the split')
-    parser.add_argument('--aug', default='subtract_randomFlip_shear', help='augmentation chain of the views')
-    parser.add_argument('--views', type=int, default=2, help='augmented views to draw')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--fold', type=int, default=None, help='SBU / UWA3D fold (preset if unset)')
-    parser.add_argument('--test_view', type=int, default=None, help='N-UCLA / UWA3D test view (preset if unset)')
-    parser.add_argument('--cache_dir', default=os.environ.get('ASCAL_CACHE_DIR', str(Path('~/.cache/ascal').expanduser())),
-                        help='parsed-data cache ($ASCAL_CACHE_DIR if set)')
-    parser.add_argument('--out', default='runs/views.png', help='PNG to write (its folder is created)')
-    args = parser.parse_args(argv)
-    preset = PRESETS[args.dataset]
-    fold = preset.get('fold') if args.fold is None else args.fold
-    test_view = preset.get('test_view') if args.test_view is None else args.test_view
-    data, labels = load_split(args.dataset, args.data_root, args.split, fold, test_view, cache_dir=args.cache_dir)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    if not 0 <= args.index < len(labels):
-        raise SystemExit(f"error: --index {args.index}: the {args.split} split has {len(labels)} samples")
-    x = torch.tensor(np.asarray(data[args.index], dtype=np.float32))
-    frames, g = preset['frames'], torch.Generator().manual_seed(args.seed)
-    chains = ['None', 'subtract'] + [args.aug] * args.views
-    rows = [augment.per_sample(augment.build_transform(chain, frames))(x, g).numpy() for chain in chains]
-    rows = rows[:1] + [side_by_side(row) for row in rows[1:]]
-    titles = ['input', 'centred'] + [f'view {i + 1}' for i in range(args.views)]
-    print(draw_strip(rows, titles, args.out))
+    options.common(parser)
+    options.encoder_options(parser.add_argument_group('the input the encoder sees'))
+    group = parser.add_argument_group('viewer')
+    group.add_argument('--aug1', default='subtract_randomFlip_shear', type=options.augmentation_chain,
+                       help='augmentation chain of the views (the recipe\'s query view)')
+    group.add_argument('--split', choices=['train', 'val'], default='train', help='training or test split')
+    group.add_argument('--index', type=natural_int, default=0, help='sample index within the split')
+    group.add_argument('--views', type=positive_int, default=2, help='augmented views to draw')
+    group.add_argument('--out', default='runs/views.png', help='PNG to write (its folder is created)')
+    parser.set_defaults(mode='view', seed=0)
+    return options.resolve(parser, argv)
+
+
+def main(opts):
+    data, labels = load_split(opts.dataset, opts.data_root, opts.split, opts.fold, opts.test_view, opts.sbu_true_depth,
+                              opts.cache_dir, allow_missing=opts.allow_missing)
+    if opts.index >= len(labels):
+        raise DataError(f"--index {opts.index}: the {opts.split} split has {len(labels)} samples")
+    x = np.asarray(data[opts.index:opts.index + 1], dtype=np.float32)
+    stored = torch.from_numpy(x[:, :, :opts.selected_frames])
+    if opts.preprocess == 'body':
+        x = preprocess.normalise_split(x, PRESETS[opts.dataset]['body_joints'], opts.selected_frames)
+    g = torch.Generator().manual_seed(opts.seed)
+    rows = [stored] + [augment.build_transform(chain, opts.selected_frames)(torch.from_numpy(x), g)
+                       for chain in [opts.input_chain] + [opts.aug1] * opts.views]
+    rows = [rows[0][0].numpy()] + [side_by_side(row[0].numpy()) for row in rows[1:]]
+    titles = ['input', 'encoder input'] + [f'view {i + 1}' for i in range(opts.views)]
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    print(draw_strip(rows, titles, opts.out))
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except DataError as err:
-        raise SystemExit(f"error: {err}")
+    cli(main, parse_option)

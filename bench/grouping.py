@@ -21,21 +21,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import augment_batch  # noqa: E402
+import augment  # noqa: E402
 import model  # noqa: E402
-from evaluation import eval_datasets, load_splits, loader  # noqa: E402
+from dataset import IndexBatches, load_split  # noqa: E402
 from runs import device_name, set_threads, write_json  # noqa: E402
 
 SETTINGS = [(2.0, 8.0), (1.0, 60.0), (2.0, 60.0), (3.0, 60.0), (2.0, 120.0), (0.0, 300.0)]
 
 
 def batches(data_root, frames, reverse):
-    opts = dict(dataset='ucla', data_root=data_root, test_view=3, selected_frames=frames,
-                cache_dir=os.environ.get('ASCAL_CACHE_DIR', 'runs/cache'))
-    train = eval_datasets(load_splits(opts)[0], opts)[0]
-    xs = [x for x, *_ in itertools.islice(loader(train, 32, True, 1), 24)]
-    g = torch.Generator().manual_seed(0)
-    return [augment_batch.reverse(x, g) for x in xs] if reverse else xs
+    """The first 24 shuffled batches of 32 N-UCLA view-3 training sequences, centred, first `frames` frames."""
+    data, _ = load_split('ucla', data_root, 'train', test_view=3, cache_dir=os.environ.get('ASCAL_CACHE_DIR', 'runs/cache'))
+    centre, g = augment.build_transform('subtract', frames), torch.Generator().manual_seed(0)
+    xs = [centre(torch.tensor(data[idx.numpy()]), None)
+          for idx in itertools.islice(IndexBatches(len(data), 32, True, 1).tensors(), 24)]
+    return [augment.reverse(x, g) for x in xs] if reverse else xs
 
 
 def seconds_per_batch(encoder, xs, backward, setting):

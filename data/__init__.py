@@ -18,12 +18,24 @@ class DataError(ValueError):
         super().__init__(message)
 
 
-def check_finite(array, source):
-    """Raise DataError if `array` holds NaN or inf; `source` names where it came from."""
+# The largest plausible absolute coordinate of each format: SBU's normalised image coordinates and
+# depth lie in about [-0.2, 2.5] (checked: -0.12 to 2.46 in the release); N-UCLA and NTU camera
+# coordinates are metres from a Kinect (checked: below 5.1). Far beyond is a corrupt file.
+PLAUSIBLE = {'sbu': 100.0, 'metres': 100.0}
+
+
+def check_values(array, source, limit, axes=('frame',), offset=0):
+    """Raise DataError naming `source` and where `array` first holds NaN, inf or a value beyond
+    +-limit: `axes` name the leading axes (e.g. ('sample', None, 'frame')); `offset` is added to the first."""
     import numpy as np
 
-    if not np.isfinite(array).all():
-        raise DataError(f"{source}: contains NaN or inf coordinates")
+    bad = ~(np.abs(array) <= limit)  # NaN compares False
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        value = np.asarray(array)[tuple(where)]
+        what = 'NaN or inf coordinates' if not np.isfinite(value) else f'coordinate {value:g} beyond +-{limit:g}'
+        at = ', '.join(f'{name} {i + (offset if k == 0 else 0)}' for k, (name, i) in enumerate(zip(axes, where)) if name)
+        raise DataError(f"{source}: {at} contains {what}")
 
 
 def read_text(path):

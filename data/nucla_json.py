@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import DataError, check_finite, read_text
+from data import PLAUSIBLE, DataError, check_values, read_text
 
 JOINTS, CLASSES = 20, 10
 VIEW_SIZES = {1: 516, 2: 504, 3: 464}  # sequences per view in the all_sqe release (1,484 in all)
@@ -50,7 +50,7 @@ def read_sequence(path):
         seq = np.asarray(frames, dtype=np.float32)  # (T, V, C)
     except (TypeError, ValueError):
         raise DataError(f"{path}: non-numeric coordinates") from None
-    check_finite(seq, path)
+    check_values(seq, path, PLAUSIBLE['metres'])
     label = record['label']
     if isinstance(label, bool) or not (isinstance(label, int) or (isinstance(label, float) and label.is_integer())):
         raise DataError(f"{path}: label {label!r} is not an integer")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data import DataError, check_finite, read_text
+from data import PLAUSIBLE, DataError, check_values, read_text
 
 MAX_FRAMES, JOINTS, MAX_BODIES = 300, 25, 2
 PLAUSIBLE_FRAMES, PLAUSIBLE_BODIES = 20_000, 64  # far above any NTU file; a header beyond is corrupt
@@ -73,7 +73,7 @@ def read_skeleton(path):
                         data[:, t, v, body] = [float(x) for x in values[:3]]
     except (ValueError, IndexError) as err:
         raise DataError(f"{path}:{pos}: malformed line ({err})") from None
-    check_finite(data, path)
+    check_values(data, path, PLAUSIBLE['metres'], (None, 'frame'))
     return data[:, :MAX_FRAMES]
 
 
@@ -130,7 +130,7 @@ def main(argv=None):
     if missing_list is None:
         raise DataError(f"missing-skeletons list not found (looked at {', '.join(map(str, candidates))}); "
                         "pass --missing_list")
-    missing = set(missing_list.read_text().split())
+    missing = set(read_text(missing_list).split())
     splits = split_files(skeleton_dir, args.benchmark, missing)
     empty = [split for split, paths in splits.items() if not paths]
     if empty:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import DataError, check_finite, read_text
+from data import PLAUSIBLE, DataError, check_values, read_text
 
 SETS = ['s01s02', 's01s03', 's01s07', 's02s01', 's02s03', 's02s06', 's02s07', 's03s02', 's03s04',
         's03s05', 's03s06', 's04s02', 's04s03', 's04s06', 's05s02', 's05s03', 's06s02', 's06s03',
@@ -36,7 +36,7 @@ def read_sequence(path, true_depth=False):
     if not rows:
         raise DataError(f"{path}: empty sequence (no frames)")
     norm = np.asarray(rows, dtype=np.float64).reshape(len(rows), PERSONS, JOINTS, 3)
-    check_finite(norm, path)
+    check_values(norm, path, PLAUSIBLE['sbu'])
     x = 1280 - 2560 * norm[..., 0]
     y = 960 - 1920 * norm[..., 1]
     z = (norm[..., 2] if true_depth else norm[..., 1]) * 10000 / 7.8125

@@ -92,5 +92,5 @@ def test_nan_in_memory_mapped_sample_is_named(tmp_path):
     arrays, labels, _ = load_array(data_path, label_path, 25, 2, 60)
     dataset = SkeletonDataset(arrays, labels, 10, source=str(data_path))
     dataset[0]
-    with pytest.raises(DataError, match=f'{data_path} sample 1: contains NaN'):
+    with pytest.raises(DataError, match=f'{data_path} sample 1: frame 4 contains NaN'):
         dataset[1]

@@ -369,7 +369,7 @@ def test_nan_in_ntu_sample(tmp_path, capsys):
     data[3, 1, 2, 3, 0] = np.nan
     root = ntu_root(tmp_path, data=data)
     message = refused('pretrain', run_argv(root, tmp_path, '--dataset', 'ntu60_xsub', '--batch_size', '4'), capsys)
-    assert 'sample 3: contains NaN' in message
+    assert 'train_data.npy sample 3: frame 2 contains NaN' in message
 
 
 @pytest.mark.parametrize('edit, expected', [
@@ -422,3 +422,92 @@ def test_lock_is_released_after_a_run(data_root, tmp_path):
     succeeds('pretrain', run_argv(data_root, tmp_path))
     lock_run_folder(tmp_path / 'run')  # free again
     release_run_folder(tmp_path / 'run')
+
+
+# ---------------------------------------------------------------- round 3: what a red team still broke
+def edited_checkpoint(checkpoint, tmp_path, edit):
+    import torch
+    ckpt = torch.load(checkpoint / 'last.pth', weights_only=True)
+    edit(ckpt)
+    path = tmp_path / 'edited.pth'
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize('edit, expected', [
+    (lambda c: c.update(args={}), 'stored options lack dataset, hidden_units'),
+    (lambda c: c.update(args=[1, 2]), "'args' and 'model' must be mappings"),
+    (lambda c: c['args'].update(dataset='imagenet'), "(stored options): option dataset: 'imagenet' is not one of"),
+    (lambda c: c['args'].pop('hidden_units'), 'stored options lack hidden_units'),
+    (lambda c: c['args'].update(hidden_units='wide'), 'option hidden_units:'),
+    (lambda c: c['model']['encoder_q.bi_lstm.weight_ih_l0'].fill_(float('nan')), 'encoder weights are not finite'),
+])
+@pytest.mark.parametrize('mode', ['eval', 'knn', 'semi'])
+def test_checkpoint_with_odd_stored_options_or_weights(checkpoint, tmp_path, capsys, edit, expected, mode):
+    path = edited_checkpoint(checkpoint, tmp_path, edit)
+    message = refused('lineval', ['--mode', mode, '--model_path', str(path), '--out_dir', str(tmp_path / 'run')],
+                      capsys, tmp_path / 'run')
+    assert expected in message and str(path) in message
+
+
+def test_resuming_non_finite_weights_names_the_checkpoint(checkpoint, data_root, tmp_path, capsys):
+    path = edited_checkpoint(checkpoint, tmp_path, lambda c: c['model']['encoder_q.bi_lstm.weight_hh_l0'].fill_(
+        float('inf')))
+    message = refused('pretrain', run_argv(data_root, tmp_path, '--resume', str(path), '--epochs', '2'), capsys,
+                      tmp_path / 'run')
+    assert f'{path}: cannot resume, its weights are not finite' in message
+
+
+def test_missing_skeletons_list_that_is_not_text(tmp_path, capsys):
+    raw = tmp_path / 'raw'
+    raw.mkdir()
+    write_skeleton(raw / 'S001C001P001R001A001.skeleton', 3)
+    (tmp_path / 'missing.txt').write_bytes(b'\x89PNG\r\n\x1a\n\xff\xfe')
+    argv = ['--skeleton_dir', str(raw), '--benchmark', 'ntu60_xsub', '--out_dir', str(tmp_path / 'out'),
+            '--missing_list', str(tmp_path / 'missing.txt')]
+    assert f"{tmp_path / 'missing.txt'}: not UTF-8" in refused('prepare_ntu', argv, capsys)
+
+
+def test_prepared_arrays_with_an_empty_split(tmp_path, capsys):
+    root = ntu_root(tmp_path)
+    folder = root / 'ntu' / 'ntu60_xsub'
+    np.save(folder / 'val_data.npy', np.zeros((0, 3, 20, 25, 2), np.float32))
+    (folder / 'val_label.pkl').write_bytes(pickle.dumps(([], [])))
+    message = refused('pretrain', run_argv(root, tmp_path, '--dataset', 'ntu60_xsub', '--batch_size', '4'), capsys,
+                      tmp_path / 'run')
+    assert f"{folder / 'val_data.npy'}: no samples" in message
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(data_root, tmp_path, capsys, monkeypatch):
+    import builtins
+    import torch
+    import runs
+    succeeds('pretrain', run_argv(data_root, tmp_path))
+    (tmp_path / 'run' / 'results.json').unlink()
+    before = (tmp_path / 'run' / 'last.pth').read_bytes()
+    full = lambda path, mode='r', *a, **k: builtins.open('/dev/full' if str(path).endswith('.pth.partial') else path, mode, *a, **k)  # noqa: E731
+    monkeypatch.setattr(runs, 'open', full, raising=False)
+    message = refused('pretrain', run_argv(data_root, tmp_path, '--resume', 'auto', '--epochs', '3'), capsys,
+                      tmp_path / 'run')
+    assert 'No space left on device' in message and 'the previous file is kept' in message and '.pth' in message
+    assert (tmp_path / 'run' / 'last.pth').read_bytes() == before
+    assert torch.load(tmp_path / 'run' / 'last.pth', weights_only=True)['epoch'] == 2
+
+
+@pytest.mark.parametrize('value', ['1e20', '1e38', '-250'])
+def test_implausible_sbu_coordinates_name_the_file_and_frame(sbu_root, tmp_path, capsys, value):
+    path = sbu_file(sbu_root)
+    lines = path.read_text().splitlines()
+    fields = lines[2].split(',')
+    fields[5] = value
+    lines[2] = ','.join(fields)
+    path.write_text('\n'.join(lines) + '\n')
+    message = refused('pretrain', run_argv(sbu_root, tmp_path), capsys, tmp_path / 'run')
+    assert f'{path}: frame 2 contains coordinate {float(value):g} beyond +-100' in message
+
+
+def test_implausible_nucla_coordinates_name_the_file(nucla_root, tmp_path, capsys):
+    content = {'label': 1, 'skeletons': [[[0.1, 0.2, 3.0]] * 20] * 4 + [[[0.1, 1e20, 3.0]] * 20]}
+    path = replace_nucla(nucla_root, 'a01_s01_e00_v01.json', content)
+    message = refused('pretrain', run_argv(nucla_root, tmp_path, '--dataset', 'ucla'), capsys, tmp_path / 'run')
+    assert f'{path}: frame 4 contains coordinate 1e+20 beyond +-100' in message

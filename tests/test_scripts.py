@@ -169,7 +169,7 @@ def test_plots_metrics_and_config_round_trip(pretrained, data_root, tmp_path):
 def test_viewer_draws_real_sample(data_root, tmp_path):
     import viewer
     out = tmp_path / 'views.png'
-    viewer.main(['--data_root', str(data_root), '--index', '5', '--views', '3', '--out', str(out)])
+    viewer.main(viewer.parse_option(['--data_root', str(data_root), '--index', '5', '--views', '3', '--out', str(out)]))
     assert out.stat().st_size > 10000
 
 
