@@ -28,13 +28,12 @@ RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong':
 
 # A recipe's options for one linEval.py mode only (above the official per-mode values). The
 # faithful supervised network is the official one (SPEC §5.4: hidden 256, 1 layer, 150 frames for
-# every dataset); the other recipes train their own encoder on their own input. Semi-supervised
-# stage 2 on the labelled subset only is a corrected switch; strong trains its supervised network
-# with its optimiser and its query view as augmentation.
+# every dataset); the other recipes train their own encoder on their own input. A random stratified
+# labelled subset and semi-supervised stage 2 on that subset only are corrected switches; strong
+# trains its supervised network with its optimiser and its query view as augmentation.
 MODE_RECIPES = {
     ('faithful', 'supervise'): dict(hidden_units=256, lstm_layer=1, selected_frames=150),
-    ('corrected', 'semi'): dict(semi_stage2='subset'),
-    **{(name, 'semi'): dict(semi_stage2='subset') for name in ('strong1', 'strong')},
+    **{(name, 'semi'): dict(semi_stage2='subset', semi_sampling='random') for name in ('corrected', 'strong1', 'strong')},
     **{(name, 'supervise'): dict(optimizer='adam', learning_rate=1e-3, train_aug=recipe['aug1'])
        for name, recipe in (('strong1', STRONG1), ('strong', STRONG))},
 }

@@ -28,7 +28,7 @@ PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
     'ucla_view3': [('ucla', ('--test_view', '3'), 'view3')],
     'ucla_view1': [('ucla', ('--test_view', '1'), 'view1')],
 }
-SEMI = [f'semi{int(100 * r)}-{s}' for r in (0.1, 0.4) for s in ('first', 'random')]
+SEMI = ['semi1', 'semi10']  # 1 % and 10 % labels; first k per class (faithful) or stratified random (the others)
 EVALUATIONS = ['linear', *SEMI, 'supervise', 'raw']
 QUICK = dict(linear=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
              supervise=['--epochs', '2'], raw=[])
@@ -50,11 +50,10 @@ def plan(args):
                     job = [Run(name + 'linear', PRETRAIN, tuple(base + (QUICK['linear'] if args.quick else [])),
                                kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
                     for evaluation in (e for e in wanted if e != 'linear'):
-                        rate, _, sampling = evaluation[4:].partition('-') if evaluation in SEMI else ('', '', '')
-                        mode = 'semi' if rate else evaluation
+                        mode = 'semi' if evaluation in SEMI else evaluation
                         argv = ['--mode', mode, *base] + (['--model_path', '{model_path}', '--semi_rate',
-                                                           str(int(rate) / 100), '--semi_sampling', sampling]
-                                                          if rate else []) + (QUICK[mode] if args.quick else [])
+                                                           str(int(evaluation[4:]) / 100)] if mode == 'semi' else []) \
+                            + (QUICK[mode] if args.quick else [])
                         job.append(Run(name + evaluation, 'linEval.py', tuple(argv), kind + evaluation))
                     jobs.append(job)
     return jobs
@@ -73,12 +72,34 @@ def per_seed(records, key):
     return [statistics.mean(v) if None not in v else None for v in by_seed.values()]
 
 
-def summarise(out):
+def markdown(rows):
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in [rows[0], ['---'] * len(rows[0]), *rows[1:]])
+
+
+def headline(records, protocol, config):
+    """The README row of one protocol and recipe: linear probes, raw floor and margins, semi, supervised."""
+    linear, raw = records['linear'], records['raw']
+    cells = [mean_std(per_seed(linear, key), 1) for key, _ in COLUMNS[:4]]
+    cells += [mean_std(per_seed(raw, 'probe_top1'), 1)]
+    cells += [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(linear, key)], 1) if raw and linear
+              else '–' for key, _ in MARGINS]
+    cells += [mean_std(per_seed(records[e], 'top1_last'), 1) for e in (*SEMI, 'supervise')]
+    return [PROTOCOL_NAMES[protocol], config, *cells]
+
+
+PROTOCOL_NAMES = {'sbu': 'SBU 5-fold', 'ucla_view3': 'N-UCLA 1,2 → 3', 'ucla_view1': 'N-UCLA 2,3 → 1'}
+HEADLINE = ['protocol', 'recipe', 'best epoch (test-selected)', 'SGD last epoch', 'L-BFGS probe', 'KNN (k on val.)',
+            'raw L-BFGS', 'learned − raw, L-BFGS', 'learned − raw, KNN', 'semi 1 %', 'semi 10 %',
+            'supervised (last epoch)']
+
+
+def summarise(out, readme=None):
     """Write <out>/README.md: mean ± std over seeds (SBU: of each seed's 5-fold mean), the margin of
-    the learned features over the raw-input floor of the same input, and the SBU folds."""
+    the learned features over the raw-input floor of the same input, and the SBU folds; and the
+    headline table between the markers of `readme`."""
     out = Path(out)
     header = ['protocol', 'recipe', 'evaluation', *(label for _, label in COLUMNS + MARGINS), 'seeds', 's / run']
-    rows, folds, commands, everything = [header, ['---'] * len(header)], [], {}, []
+    rows, folds, commands, everything, heads = [header], [], {}, [], [HEADLINE]
     for protocol in PROTOCOLS:
         for config in RECIPES:
             records = {e: [load(p) for p in sorted((out / protocol / config).glob(f'*-seed*-{e}.json'))]
@@ -94,12 +115,12 @@ def summarise(out):
                 rows.append([protocol, config, evaluation, *(mean_std(per_seed(runs, key)) for key, _ in COLUMNS),
                              *margins, str(len(per_seed(runs, 'seed'))) + (' × 5 folds' if protocol == 'sbu' else ''),
                              f"{statistics.mean(r['seconds'] for r in runs):.0f}"])
+            if records['linear']:
+                heads.append(headline(records, protocol, config))
             for run in (r for r in records['linear'] if protocol == 'sbu'):
                 folds.append([f"fold{run['options']['fold']}", config, f"seed {run['seed']}",
                               *(mean_std([run.get(key)]) for key, _ in COLUMNS)])
-    table = '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
-    fold_table = '\n'.join('| ' + ' | '.join(row) + ' |' for row in [
-        ['fold', 'recipe', 'seed', *(label for _, label in COLUMNS)], ['---'] * (len(COLUMNS) + 3), *sorted(folds)])
+    table, fold_table = markdown(rows), markdown([['fold', 'recipe', 'seed', *(label for _, label in COLUMNS)], *sorted(folds)])
     text = f"""# Reproduction results
 
 Produced by `python reproduce.py` (this table: `python reproduce.py --summary`) from the JSON files
@@ -135,7 +156,13 @@ per class in file order (official) or a random stratified draw fixed by the seed
 {chr(10).join(f'- {c} {e}: `{cmd}`' for (c, e), cmd in commands.items())}
 """
     (out / 'README.md').write_text(text)
+    if readme and MARKERS[0] in Path(readme).read_text():
+        before, rest = Path(readme).read_text().split(MARKERS[0], 1)
+        Path(readme).write_text(before + MARKERS[0] + '\n' + markdown(heads) + '\n' + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
     return text
+
+
+MARKERS = ('<!-- reproduce.py --summary writes this table -->', '<!-- end of the table -->')
 
 
 def main(argv=None):
@@ -162,7 +189,8 @@ def main(argv=None):
     if not args.summary:
         experiments.run_all(plan(args), args.out, args.runs, args.jobs,
                             args.threads or max(1, available_cpus() // args.jobs), args.force)
-    print(summarise(args.out))
+    committed = Path(args.out).resolve() == experiments.ROOT / 'results'
+    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None))
 
 
 if __name__ == '__main__':

@@ -12,16 +12,16 @@ import reproduce
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     out = tmp_path / 'results'
     argv = ['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs'),
-            '--configs', 'faithful', 'corrected', '--evaluations', 'linear', 'semi10-random', 'supervise', 'raw',
+            '--configs', 'faithful', 'corrected', '--evaluations', 'linear', 'semi10', 'supervise', 'raw',
             '--jobs', '2']
     reproduce.main(argv)
     for config in ('faithful', 'corrected'):
         files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
-        assert files == sorted(f'fold0-seed1-{e}.json' for e in ('linear', 'semi10-random', 'supervise', 'raw'))
-    semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10-random.json').read_text())
+        assert files == sorted(f'fold0-seed1-{e}.json' for e in ('linear', 'semi10', 'supervise', 'raw'))
+    semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10.json').read_text())
     assert semi['select'] == 'last' and semi['labelled'] == 8 * 2 and semi['options']['semi_stage2'] == 'subset'
     command = semi['provenance']['process_command']
-    assert command.startswith('python linEval.py --mode semi') and '--semi_sampling random' in command
+    assert command.startswith('python linEval.py --mode semi') and semi['options']['semi_sampling'] == 'random'
     assert semi['options']['model_path'].endswith('ckpt_epoch_3.pth')  # corrected: the final checkpoint
     raw = json.loads((out / 'sbu' / 'faithful' / 'fold0-seed1-raw.json').read_text())
     assert raw['options']['selected_frames'] == 40 and 'epochs' not in raw  # the faithful encoder's input
