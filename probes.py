@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from dataset import validation_split
 
@@ -44,6 +45,7 @@ def select_settings(x, y, groups, seed):
     return dict(C=max(by_c, key=by_c.get), k=max(by_k, key=by_k.get), validation_lbfgs=by_c, validation_knn=by_k)
 
 
+@threadpool_limits.wrap(limits=1)  # BLAS on one thread: the L-BFGS result must not depend on the thread count
 def honest_probes(train, test, groups, seed):
     """train, test: (features (N, D), labels (N,)) numpy pairs. Settings chosen on validation
     (`select_settings`), both probes refit on the whole training split, the test split evaluated
