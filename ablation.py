@@ -9,10 +9,12 @@ N-UCLA (train views 1, 2; test view 3, cross-view): every row is pretrained and 
 training view and validated on the other (`--eval_split validation --val_group 0` and `1`); view 3
 is never read. SBU (5 folds): for test fold f, each run trains on three of its four training folds
 and validates on the fourth (`--fold f --val_group g`, g = 0..3); fold f is never read, and the
-row chosen for fold f is chosen from those runs alone (`nested_choice`). Criterion, fixed in
+lever chosen for fold f is chosen from those runs alone (`nested_choice`). Criterion, fixed in
 advance: the mean of the L-BFGS and KNN probes' validation top-1. Every row also gets the raw-input
-floor of its input on the same validation splits. Rows (recipes.LEVERS) are options added to the
-strong1 recipe; SBU runs the best `--finalists` rows of the N-UCLA screening and strong1.
+floor of its input on the same validation splits. Levers (recipes.LEVERS) are options added to the
+strong1 recipe; SBU runs the best `--finalists` levers of the N-UCLA screening and strong1. The
+faithful and corrected recipes run through the same validation, to check that it ranks recipes as
+the test does (`agreement`).
 """
 import argparse
 import os
@@ -22,10 +24,13 @@ from pathlib import Path
 import experiments
 from experiments import PRETRAIN, Run, load, mean_std
 from options import positive_int, to_argv
-from recipes import LEVERS, STRONG1
+from recipes import LEVERS, RECIPES
 from runs import available_cpus, cli
 
 SBU_INNER = range(4)  # inner validation folds of each SBU test fold
+# Recipes that also have test numbers (results/): does the validation rank them as the test does?
+REFERENCES = [('faithful recipe', dict(recipe='faithful')), ('corrected recipe', dict(recipe='corrected'))]
+ROWS = REFERENCES + LEVERS
 RAW_INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')  # what the raw floor depends on
 
 
@@ -35,9 +40,10 @@ def slug(name):
 
 def raw_argv(options):
     """The raw-input floor of a row's input (what raw_features reads) and its record name."""
-    inputs = {k: v for k, v in {**STRONG1, **options}.items() if k in RAW_INPUT}
-    return ['--mode', 'raw', '--recipe', 'corrected', *to_argv(inputs)], 'raw-' + slug(
-        '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())))
+    recipe = options.get('recipe', 'strong1')
+    inputs = {k: v for k, v in {**RECIPES[recipe], **options}.items() if k in RAW_INPUT}
+    return ['--mode', 'raw', '--recipe', recipe, *to_argv(inputs)], 'raw-' + slug(
+        '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
 
 
 def plan(rows, protocol, seeds, data_root):
@@ -72,25 +78,43 @@ def records(out, protocol, name, options, split=''):
 
 
 def ucla_ranking(out):
-    """Rows with N-UCLA cross-view records, best criterion first."""
+    """Levers with N-UCLA cross-view records, best criterion first."""
     scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
               if (runs := records(out, 'ucla_view3', name, options)[0])]
     return [name for _, name in sorted(scored, reverse=True)]
 
 
 def nested_choice(out, fold):
-    """The row chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
+    """The lever chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
     (records of `--fold fold` only: they train and validate on other folds and never read it)."""
     scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
               if (runs := records(out, 'sbu', name, options, f'fold{fold}-')[0])]
     return max(scored)[1] if scored else None
 
 
+def agreement(out, results):
+    """Validation criterion against the test criterion (same probes, results/) of the recipes that
+    have both, per protocol: rows of (recipe, validation, test) and whether the two orders agree."""
+    lines, verdicts = [], []
+    for protocol in ('ucla_view3', 'sbu'):
+        pairs = []
+        for name, options in REFERENCES + [('strong1', dict(recipe='strong1'))]:
+            valid = records(out, protocol, name if name != 'strong1' else 'strong1', options)[0]
+            test = [load(p) for p in Path(results, protocol, options['recipe']).glob('*-linear.json')]
+            if valid and test:
+                pairs.append((name, statistics.mean(map(criterion, valid)), statistics.mean(map(criterion, test))))
+        lines += [[protocol, name, f'{v:.1f}', f'{t:.1f}'] for name, v, t in pairs]
+        if len(pairs) > 1:
+            same = [n for n, _, _ in sorted(pairs, key=lambda p: -p[1])] == [n for n, _, _ in sorted(pairs, key=lambda p: -p[2])]
+            verdicts.append(f"{protocol}: validation ranks the {len(pairs)} recipes {'as' if same else 'unlike'} the test")
+    return lines, verdicts
+
+
 def summarise(out):
     """results/ablation/README.md: per row, the cross-view N-UCLA and nested SBU validation numbers,
     the raw floor of the same input, and which protocol split chose it."""
     out = Path(out)
-    chosen = {name: [] for name, _ in LEVERS}
+    chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
     if ranking:
         chosen[ranking[0]].append('N-UCLA 1,2→3')
@@ -100,7 +124,7 @@ def summarise(out):
     header = ['row', 'N-UCLA: L-BFGS', 'KNN', 'raw L-BFGS', 'raw KNN', 'criterion', 'SBU: L-BFGS', 'KNN',
               'raw L-BFGS', 'raw KNN', 'criterion', 'chosen for']
     lines, everything = [header, ['---'] * len(header)], []
-    for name, options in LEVERS:
+    for name, options in ROWS:
         cells = [name]
         for protocol in ('ucla_view3', 'sbu'):
             learned, raw = records(out, protocol, name, options)
@@ -109,6 +133,9 @@ def summarise(out):
                       for k in ('probe_top1', 'knn_selected_top1')] + [mean_std(list(map(criterion, learned)), 1)]
         lines.append(cells + [', '.join(chosen[name]) or '–'])
     table = '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines)
+    pairs, verdicts = agreement(out, experiments.ROOT / 'results')
+    agree = '\n'.join('| ' + ' | '.join(row) + ' |' for row in [
+        ['protocol', 'recipe', 'validation criterion', 'test criterion'], ['---'] * 4, *pairs])
     text = f"""# Recipe ablation (validation only)
 
 Produced by `python ablation.py` (this table: `python ablation.py --summary`); the JSON files
@@ -126,6 +153,13 @@ whose validation chose the row. Rows are options added to strong1 (recipes.LEVER
 the best rows of the N-UCLA screening and strong1.
 
 {table}
+
+## Does validation rank recipes as the test does?
+
+The same criterion on validation (this ablation) and on the test split (results/, 3 seeds, after
+the choice) for the recipes that have both. {'; '.join(verdicts) or 'Not run yet.'}
+
+{agree}
 """
     (out / 'README.md').write_text(text)
     return text
@@ -146,12 +180,12 @@ def main(argv=None):
     parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
     parser.add_argument('--summary', action='store_true', help='only rebuild the table')
     args = parser.parse_args(argv)
-    rows = [(n, o) for n, o in LEVERS if not args.rows or any(r in n for r in args.rows)]
+    rows = [(n, o) for n, o in ROWS if not args.rows or any(r in n for r in args.rows)]
     if not args.summary and args.stage in ('all', 'screen'):
         experiments.run_all(plan(rows, 'ucla_view3', args.seeds, args.data_root), args.out, args.runs, args.jobs,
                             args.threads, args.force, keep_history=False)
     if not args.summary and args.stage in ('all', 'nested'):
-        finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'}
+        finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'} | {n for n, _ in REFERENCES}
         experiments.run_all(plan([(n, o) for n, o in rows if n in finalists], 'sbu', args.seeds, args.data_root),
                             args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False)
     print(summarise(args.out))

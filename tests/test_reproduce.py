@@ -50,3 +50,26 @@ def test_plan_runs_the_raw_floor_for_the_first_seed_only_and_pretrains_before_se
     assert [r.name.rsplit('-', 1)[-1] for r in first][-1] == 'raw' and not any(r.name.endswith('raw') for r in second)
     assert first[0].script == 'pretrain_and_linEval.py' and first[0].name == 'ucla_view3/strong/view3-seed3-linear'
     assert all('{model_path}' in r.argv for r in first if 'semi' in r.name)
+
+
+def test_ablation_runs_validate_only_on_training_folds_and_views():
+    for protocol in ('sbu', 'ucla_view3'):
+        for job in ablation.plan(ablation.ROWS, protocol, [1, 2], 'data'):
+            argv = list(job[0].argv)
+            option = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith('--')}
+            assert option['--eval_split'] == 'validation'  # the test split (SBU fold f, N-UCLA view 3) is not read
+            assert int(option['--val_group']) in (range(4) if protocol == 'sbu' else range(2))
+
+
+def test_nested_sbu_selection_uses_only_the_test_folds_own_inner_runs(tmp_path):
+    (first, _), (second, _) = ablation.LEVERS[:2]
+    for fold in range(5):
+        for g in range(4):
+            for name, score in ((first, 70 + fold), (second, 75 - fold)):  # first wins folds 3-4, second 0-2
+                path = tmp_path / 'sbu' / f'{ablation.slug(name)}-fold{fold}-val{g}-seed1.json'
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(dict(probe_top1=score, knn_selected_top1=score)))
+    assert [ablation.nested_choice(tmp_path, fold) for fold in range(5)] == [second] * 3 + [first] * 2
+    (tmp_path / 'sbu' / f'{ablation.slug(first)}-fold0-val0-seed1.json').write_text(
+        json.dumps(dict(probe_top1=100, knn_selected_top1=100)))
+    assert ablation.nested_choice(tmp_path, 0) == first and ablation.nested_choice(tmp_path, 1) == second
