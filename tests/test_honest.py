@@ -4,17 +4,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import dataset
 import evaluation
 import preprocess
 import pretrain_and_linEval as pretrain
+import pretraining
 import probes
 import training
 from dataset import PRESETS, load_split, validation_split
 from model import LSTMEncoder, MomentumContrast
-from recipes import STRONG
+from recipes import RECIPES, STRONG
 
 REFERENCE = json.loads((Path(__file__).parent / 'faithful_reference.json').read_text())
 
@@ -168,3 +170,32 @@ def test_strong_recipe_end_to_end(data_root, tmp_path):
     assert result['knn_selected_k'] in probes.KNN_KS and result['probe_top1'] > 100 / 8 + 10  # well above chance
     args = json.loads((tmp_path / 'args.json').read_text())
     assert all(args[k] == v for k, v in STRONG.items() if k not in ('epochs',)) and args['epochs'] == 2
+
+
+INPUT = ('selected_frames', 'preprocess', 'input_chain', 'motion', 'sbu_true_depth', 'masked_mean')
+
+
+@pytest.mark.parametrize('recipe', sorted(RECIPES))
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_raw_floor_encoder_and_supervised_network_see_the_same_input(recipe, name):
+    import linEval
+    encoder = pretrain.parse_option(['--recipe', recipe, '--dataset', name])
+    raw = linEval.parse_option_lin_eval(['--mode', 'raw', '--recipe', recipe, '--dataset', name])
+    supervised = linEval.parse_option_lin_eval(['--mode', 'supervise', '--recipe', recipe, '--dataset', name])
+    assert {k: getattr(raw, k) for k in INPUT} == {k: getattr(encoder, k) for k in INPUT}
+    if recipe == 'faithful':  # SPEC §5.4: the official supervised network for every dataset
+        assert (supervised.hidden_units, supervised.lstm_layer, supervised.selected_frames) == (256, 1, 150)
+    else:
+        assert {k: getattr(supervised, k) for k in INPUT + ('hidden_units', 'lstm_layer')} == \
+            {k: getattr(encoder, k) for k in INPUT + ('hidden_units', 'lstm_layer')}
+    preset = PRESETS[name]
+    x = np.random.default_rng(0).normal(size=(3, 3, 200, preset['joints'], preset['persons'])).astype(np.float32)
+    if encoder.preprocess == 'body':
+        x = preprocess.normalise_split(x, preset['body_joints'], encoder.selected_frames)
+    seen = evaluation.eval_datasets([(x, np.arange(3))], encoder)[0][0][0]  # one sample as the encoder reads it
+    [(flat, _)] = evaluation.raw_features([(x, np.arange(3))], raw)
+    assert seen.shape == (3, encoder.selected_frames, preset['joints'], preset['persons'])
+    assert flat.shape[1] == seen.numel() * (2 if encoder.motion else 1)
+    np.testing.assert_array_equal(flat[0, :seen.numel()].reshape(seen.shape).numpy(), seen.numpy())
+    assert pretraining.build_encoder(encoder).bi_lstm.input_size == 3 * preset['joints'] * preset['persons'] * (
+        2 if encoder.motion else 1)

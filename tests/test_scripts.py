@@ -269,3 +269,32 @@ def test_set_threads_flushes_denormals():
         assert (tiny * 1.0).item() == 0
     finally:
         torch.set_flush_denormal(False)
+
+
+def load_edited(tmp_path, script, old, new):
+    """The script with one default edited, as a researcher would, imported from a copy."""
+    import importlib.util
+    text = (ROOT / script).read_text()
+    assert text.count(old) == 1
+    path = tmp_path / script
+    path.write_text(text.replace(old, new))
+    spec = importlib.util.spec_from_file_location(path.stem + '_edited', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_editing_a_default_in_parse_option_takes_effect(tmp_path, capsys):
+    edited = load_edited(tmp_path, 'pretrain_and_linEval.py', "'--nce_t', type=positive_float, default=0.06",
+                         "'--nce_t', type=positive_float, default=0.07")
+    assert edited.parse_option([]).nce_t == 0.07 and pretrain.parse_option([]).nce_t == 0.06
+    assert edited.parse_option(['--recipe', 'strong']).nce_t == 0.1  # a recipe still layers above the default
+    edited = load_edited(tmp_path, 'linEval.py', "'--semi_rate', type=fraction, default=0.01",
+                         "'--semi_rate', type=fraction, default=0.1")
+    assert edited.parse_option_lin_eval(['--mode', 'supervise']).semi_rate == 0.1
+    with pytest.raises(SystemExit) as stop:
+        pretrain.parse_option(['--recipe', 'strong', '--dataset', 'ucla', '--nce_k', '99', '--show_options'])
+    assert stop.value.code == 0
+    shown = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()}
+    assert shown['nce_t'] == 'strong' and shown['hidden_units'] == 'ucla' and shown['nce_k'] == 'line'
+    assert shown['alpha'] == 'default' and shown['input_chain'] == 'derived'
