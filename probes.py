@@ -30,6 +30,7 @@ def knn_probe(x, y, k):
     return KNeighborsClassifier(n_neighbors=min(k, len(y)), metric='cosine', algorithm='brute').fit(x, y).predict
 
 
+@threadpool_limits.wrap(limits=1)
 def top1(predict, x, y):
     """Top-1 % of predict on features x (N, D), labels y (N,)."""
     return float(100 * (predict(x) == y).mean())
@@ -45,7 +46,7 @@ def select_settings(x, y, groups, seed):
     return dict(C=max(by_c, key=by_c.get), k=max(by_k, key=by_k.get), validation_lbfgs=by_c, validation_knn=by_k)
 
 
-@threadpool_limits.wrap(limits=1)  # BLAS on one thread: the L-BFGS result must not depend on the thread count
+@threadpool_limits.wrap(limits=1)  # BLAS on one thread: no result may depend on the thread count
 def honest_probes(train, test, groups, seed):
     """train, test: (features (N, D), labels (N,)) numpy pairs. Settings chosen on validation
     (`select_settings`), both probes refit on the whole training split, the test split evaluated
