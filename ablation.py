@@ -8,8 +8,9 @@
 N-UCLA (train views 1, 2; test view 3, cross-view): every row is pretrained and probed on one
 training view and validated on the other (`--eval_split validation --val_group 0` and `1`); view 3
 is never read. SBU (5 folds): for test fold f, each run trains on three of its four training folds
-and validates on the fourth (`--fold f --val_group g`, g = 0..3); fold f is never read, and the
-lever chosen for fold f is chosen from those runs alone (`nested_choice`). Criterion, fixed in
+and validates on the fourth (`--fold f --val_group g`, g = 0, 1: the first two of its training
+folds in turn); fold f is never read, and the lever chosen for fold f is chosen from those runs
+alone (`nested_choice`). Criterion, fixed in
 advance: the mean of the L-BFGS and KNN probes' validation top-1. Every row also gets the raw-input
 floor of its input on the same validation splits. Levers (recipes.LEVERS) are options added to the
 strong1 recipe; SBU runs the best `--finalists` levers of the N-UCLA screening and strong1. The
@@ -27,7 +28,7 @@ from options import positive_int, to_argv
 from recipes import LEVERS, RECIPES
 from runs import available_cpus, cli
 
-SBU_INNER = range(4)  # inner validation folds of each SBU test fold
+SBU_INNER = range(2)  # inner validation folds of each SBU test fold: the first two of its four training folds
 # Recipes that also have test numbers (results/): does the validation rank them as the test does?
 REFERENCES = [('faithful recipe', dict(recipe='faithful')), ('corrected recipe', dict(recipe='corrected'))]
 ROWS = REFERENCES + LEVERS
@@ -145,9 +146,9 @@ beside this README hold every run's results, resolved options and provenance:
 Validation mirrors each test protocol and never reads the test split (ablation.py's docstring).
 **N-UCLA** (test: train views 1, 2 -> view 3): pretrain and probe on one training view, validate on
 the other, both ways. **SBU** (5-fold): for test fold f, train on three of its training folds and
-validate on the fourth, each of the four in turn; the row chosen for fold f uses only those runs
-(nested selection). Cells: mean ± std over runs (N-UCLA: 2 validation views x seeds; SBU: 5 test
-folds x 4 inner folds). Criterion: mean of the L-BFGS and KNN validation top-1, fixed in advance.
+validate on the fourth, the first two of them in turn; the row chosen for fold f uses only those
+runs (nested selection). Cells: mean ± std over runs (N-UCLA: 2 validation views x seeds; SBU: 5
+test folds x 2 inner folds). Criterion: mean of the L-BFGS and KNN validation top-1, fixed in advance.
 "raw": the same probes on the row's input itself (no learning). "chosen for": the protocol split
 whose validation chose the row. Rows are options added to strong1 (recipes.LEVERS); SBU runs only
 the best rows of the N-UCLA screening and strong1.

@@ -22,6 +22,9 @@ LEVERS = [
     ('+ bidirectional GRU', dict(rnn='gru', bidirectional=True)),
     ('+ 240 update epochs (decay at 120)', dict(epochs=240, lr_decay_epochs='120')),
     ('without motion input', dict(motion=False)),
+    # round 2, after the levers above were screened on N-UCLA: the two that helped, together
+    ('+ rotation + bidirectional GRU', dict(aug1=STRONG1['aug1'] + '_rotate', aug2=STRONG1['aug2'] + '_rotate',
+                                            rnn='gru', bidirectional=True)),
 ]
 STRONG = STRONG1
 RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG}
