@@ -97,69 +97,64 @@ def originals(data_root, tmp_path_factory):
                 folder=folder)
 
 
+def check_sbu(path, x):
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    assert x.shape == (3, len(lines), 15, 2)  # one frame per line, none dropped
+    plausible(x, 2560 * PLAUSIBLE['sbu'] + 1280)
+
+
+def check_nucla(path, parsed):
+    x, label, view = parsed
+    assert x.shape == (3, len(json.loads(path.read_text())['skeletons']), 20, 1) and 0 <= label < 10 and view == 1
+    plausible(x, PLAUSIBLE['metres'])
+
+
+def check_ntu(path, x):
+    assert x.shape[0] == 3 and 1 <= x.shape[1] <= 300 and x.shape[2:] == (25, 2)
+    plausible(x, PLAUSIBLE['metres'])
+
+
+def check_labels(path, loaded):
+    _, labels, groups = loaded
+    assert labels.shape == (8,) and labels.dtype == np.int64 and ((labels >= 0) & (labels < 60)).all()
+    assert groups is None or groups.shape == (8, 1)
+
+
+def read_checkpoint(path):
+    """What linEval.py does with --model_path: resolve the stored options, then load the encoder."""
+    try:
+        linEval.parse_option_lin_eval(['--model_path', str(path)])
+    except SystemExit as stop:  # an option stored in the checkpoint that argparse would refuse
+        assert str(stop.code).startswith(f'error: {path}'), stop.code
+        raise CheckpointError(str(stop.code)) from None
+    return load_encoder(load_checkpoint(path), path)
+
+
+def check_encoder(path, encoder):
+    assert all(p.isfinite().all() for p in encoder.parameters())
+
+
+FORMATS = {  # name -> (original, file name, reader, checks of a clean parse)
+    'SBU text': ('sbu', 'skeleton_pos.txt', sbu_text.read_sequence, check_sbu),
+    'N-UCLA json': ('nucla', 'a01_s01_e00_v01.json', nucla_json.read_sequence, check_nucla),
+    'NTU .skeleton': ('ntu', 'S001C001P001R001A001.skeleton', prepare_ntu.read_skeleton, check_ntu),
+    'label pickle': ('label', 'label.pkl', None, check_labels),
+    'checkpoint': ('checkpoint', 'ckpt.pth', read_checkpoint, check_encoder),
+}
+
+
+@pytest.mark.parametrize('fmt', FORMATS)
 @given(data=st.data())
 @FUZZ
-def test_sbu_text(originals, tmp_path_factory, data):
-    path = tmp_path_factory.mktemp('sbu') / 'skeleton_pos.txt'
-    path.write_bytes(data.draw(mutated(originals['sbu'])))
-    x = outcome('SBU text', lambda: sbu_text.read_sequence(path), path)
-    if x is not None:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        assert x.shape == (3, len(lines), 15, 2)  # one frame per line, none dropped
-        plausible(x, 2560 * PLAUSIBLE['sbu'] + 1280)
-
-
-@given(data=st.data())
-@FUZZ
-def test_nucla_json(originals, tmp_path_factory, data):
-    path = tmp_path_factory.mktemp('nucla') / 'a01_s01_e00_v01.json'
-    path.write_bytes(data.draw(mutated(originals['nucla'])))
-    parsed = outcome('N-UCLA json', lambda: nucla_json.read_sequence(path), path)
-    if parsed is not None:
-        x, label, view = parsed
-        assert x.shape == (3, len(json.loads(path.read_text())['skeletons']), 20, 1) and 0 <= label < 10 and view == 1
-        plausible(x, PLAUSIBLE['metres'])
-
-
-@given(data=st.data())
-@FUZZ
-def test_ntu_skeleton(originals, tmp_path_factory, data):
-    path = tmp_path_factory.mktemp('ntu') / 'S001C001P001R001A001.skeleton'
-    path.write_bytes(data.draw(mutated(originals['ntu'])))
-    x = outcome('NTU .skeleton', lambda: prepare_ntu.read_skeleton(path), path)
-    if x is not None:
-        assert x.shape[0] == 3 and 1 <= x.shape[1] <= 300 and x.shape[2:] == (25, 2)
-        plausible(x, PLAUSIBLE['metres'])
-
-
-@given(data=st.data())
-@FUZZ
-def test_label_pickle(originals, tmp_path_factory, data):
-    path = tmp_path_factory.mktemp('labels') / 'label.pkl'
-    path.write_bytes(data.draw(mutated(originals['label'])))
-    loaded = outcome('label pickle', lambda: load_array(originals['folder'] / 'data.npy', path, 25, 2, 60), path)
-    if loaded is not None:
-        _, labels, groups = loaded
-        assert labels.shape == (8,) and labels.dtype == np.int64 and ((labels >= 0) & (labels < 60)).all()
-        assert groups is None or groups.shape == (8, 1)
-
-
-@given(data=st.data())
-@FUZZ
-def test_checkpoint(originals, tmp_path_factory, data):
-    path = tmp_path_factory.mktemp('ckpt') / 'ckpt.pth'
-    path.write_bytes(data.draw(mutated(originals['checkpoint'])))
-
-    def read():
-        try:
-            linEval.parse_option_lin_eval(['--model_path', str(path)])
-        except SystemExit as stop:  # an option stored in the checkpoint that argparse would refuse
-            assert str(stop.code).startswith(f'error: {path}'), stop.code
-            raise CheckpointError(str(stop.code)) from None
-        return load_encoder(load_checkpoint(path), path)
-    encoder = outcome('checkpoint', read, path)
-    if encoder is not None:
-        assert all(p.isfinite().all() for p in encoder.parameters())
+def test_reader(originals, tmp_path_factory, data, fmt):
+    key, name, read, check = FORMATS[fmt]
+    path = tmp_path_factory.mktemp(key) / name
+    path.write_bytes(data.draw(mutated(originals[key])))
+    if read is None:  # a label pickle beside a valid 8-sample array
+        read = lambda label_path: load_array(originals['folder'] / 'data.npy', label_path, 25, 2, 60)  # noqa: E731
+    value = outcome(fmt, lambda: read(path), path)
+    if value is not None:
+        check(path, value)
 
 
 def teardown_module():
