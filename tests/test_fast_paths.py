@@ -87,9 +87,12 @@ def test_cached_features_equal_recomputed_features(data_root):
 def test_reference_backend_and_amp_run(data_root, tmp_path, extra):
     args = pretrain.parse_option(['--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
                                   '--out_dir', str(tmp_path), '--quiet', *extra])
-    result = pretrain.main(args)
-    assert 0 <= result['top1'] <= 100
+    pretrain.main(args)
     assert 'queue warm-up' in (tmp_path / 'log.txt').read_text()
+    warmup_loss = float((tmp_path / 'metrics.csv').read_text().splitlines()[1].split(',')[2])
+    # the batch path's warm-up loss is 7.503 (forward passes of the same initial weights): per-sample
+    # draws (other views) and bf16 arithmetic move it by about a percent, a broken path far more
+    assert warmup_loss == pytest.approx(7.503, rel=0.03)
 
 
 def test_synthetic_ntu_benchmark_smoke():
