@@ -22,6 +22,7 @@ from pathlib import Path
 import augment
 from dataset import PRESETS
 from recipes import MODE_RECIPES, RECIPES
+from runs import CheckpointError, load_checkpoint
 
 # What an evaluation takes from its checkpoint: the data, how it was split, the encoder and its input.
 ENCODER = ('hidden_units', 'lstm_layer', 'selected_frames', 'masked_mean', 'rnn', 'bidirectional', 'motion',
@@ -216,7 +217,6 @@ def _given(parser, argv):
 
 def resolve(parser, argv=None):
     """Parse argv through the layers above into one Namespace (plus `notes`: what was taken from where)."""
-    from runs import load_checkpoint
     given = _given(parser, argv)
     actions = {a.dest: a for a in parser._actions if a.dest != 'help'}
     default = {k: a.default for k, a in actions.items()}
@@ -228,15 +228,10 @@ def resolve(parser, argv=None):
     notes, checkpoint = [], {}
     path = given.get('model_path', config.get('model_path'))
     if mode in ('eval', 'semi', 'knn') and path:
-        stored = load_checkpoint(path)['args']
-        missing = [k for k in ('dataset', 'hidden_units', 'lstm_layer', 'selected_frames') if k not in stored]
-        if missing:
-            from runs import CheckpointError
-            raise CheckpointError(f"{path}: its stored options lack {', '.join(missing)}")
+        stored = load_checkpoint(path)['args']  # options it lacks are refused by pretraining.load_encoder
         checkpoint = checked({k: stored[k] for k in FROM_CHECKPOINT if k in stored}, actions, f"{path} (stored options)")
         conflict = [k for k in ENCODER + ('dataset',) if k in given and k in checkpoint and given[k] != checkpoint[k]]
         if conflict:
-            from runs import CheckpointError
             raise CheckpointError(f"{path}: checkpoint has " + ', '.join(
                 f"{k}={checkpoint[k]}, but --{k} {given[k]} was asked for" for k in conflict))
         notes.append(f"from the checkpoint {path}: " + ', '.join(f'{k}={v}' for k, v in checkpoint.items()
