@@ -127,6 +127,8 @@ Produced by `python reproduce.py` (this table: `python reproduce.py --summary`) 
 beside this README, one per run: each holds its results, per-epoch history, resolved options and
 provenance (the command as run, commit, machine, versions). They were produced by:
 {experiments.provenance_note(everything)}.
+Their recorded run times add up to {sum(r['seconds'] for r in everything) / 60:.0f} run-minutes ({', '.join(
+        f"{c} {sum(r['seconds'] for r in everything if r['recipe'] == c) / 60:.0f}" for c in RECIPES)}).
 
 Top-1 %, mean ± standard deviation over seeds; for SBU each seed's value is first averaged over
 the 5 folds.
