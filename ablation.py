@@ -129,6 +129,7 @@ def summarise(out):
         cells = [name]
         for protocol in ('ucla_view3', 'sbu'):
             learned, raw = records(out, protocol, name, options)
+            raw = raw if learned else []  # a row not run on this protocol shows no floor either
             everything += learned + raw
             cells += [mean_std([r[k] for r in runs], 1) for runs in (learned, raw)
                       for k in ('probe_top1', 'knn_selected_top1')] + [mean_std(list(map(criterion, learned)), 1)]

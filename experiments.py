@@ -112,8 +112,7 @@ def mean_std(values, digits=2):
 def provenance_note(records):
     """Which commits (clean or dirty), machines and torch versions produced these records."""
     seen = {}
-    for record in records:
-        info = record.get('provenance', {})
+    for info in {r.get('provenance', {}).get('out_dir', id(r)): r.get('provenance', {}) for r in records}.values():
         key = (str(info.get('git_commit'))[:7] + (' (uncommitted changes)' if info.get('git_dirty') else ''),
                info.get('device_name'), info.get('torch'))
         seen[key] = seen.get(key, 0) + 1
