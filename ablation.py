@@ -99,11 +99,12 @@ def agreement(out, results):
     lines, verdicts = [], []
     for protocol in ('ucla_view3', 'sbu'):
         pairs = []
-        for name, options in REFERENCES + [('strong1', dict(recipe='strong1'))]:
-            valid = records(out, protocol, name if name != 'strong1' else 'strong1', options)[0]
-            test = [load(p) for p in Path(results, protocol, options['recipe']).glob('*-linear.json')]
+        for name, options in REFERENCES + LEVERS[:2]:  # strong1 and the lever that made strong
+            valid = records(out, protocol, name, options)[0]
+            recipe = options.get('recipe', 'strong' if options else 'strong1')
+            test = [load(p) for p in Path(results, protocol, recipe).glob('*-linear.json')]
             if valid and test:
-                pairs.append((name, statistics.mean(map(criterion, valid)), statistics.mean(map(criterion, test))))
+                pairs.append((recipe, statistics.mean(map(criterion, valid)), statistics.mean(map(criterion, test))))
         lines += [[protocol, name, f'{v:.1f}', f'{t:.1f}'] for name, v, t in pairs]
         if len(pairs) > 1:
             same = [n for n, _, _ in sorted(pairs, key=lambda p: -p[1])] == [n for n, _, _ in sorted(pairs, key=lambda p: -p[2])]
