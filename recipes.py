@@ -30,6 +30,10 @@ LEVERS = [
 # was used for this choice; SBU's nested selection is reported beside it in results/ablation).
 STRONG = dict(STRONG1, **LEVERS[1][1])
 RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG}
+# SBU's nested selection (ablation.py, results/ablation/README.md): test fold -> the lever (index in
+# LEVERS) that validation on that fold's own training folds chose. `reproduce.py --configs nested`
+# tests it fold by fold; each test fold is read once, by its own run.
+SBU_NESTED = {0: 1, 1: 7, 2: 4, 3: 4, 4: 1}
 
 # A recipe's options for one linEval.py mode only (above the official per-mode values). The
 # faithful supervised network is the official one (SPEC §5.4: hidden 256, 1 layer, 150 frames for

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import experiments
 from experiments import PRETRAIN, Run, load, mean_std
-from options import positive_int
-from recipes import RECIPES
+from options import positive_int, to_argv
+from recipes import LEVERS, RECIPES, SBU_NESTED
 from runs import available_cpus, cli
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
@@ -30,6 +30,14 @@ PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
 }
 SEMI = ['semi1', 'semi10']  # 1 % and 10 % labels; first k per class (faithful) or stratified random (the others)
 EVALUATIONS = ['linear', *SEMI, 'supervise', 'raw']
+CONFIGS = [*RECIPES, 'nested']  # nested: SBU only, strong1 plus the lever SBU's nested selection chose per fold
+
+
+def recipe_argv(config, split_args):
+    """--recipe, or for the nested SBU row strong1 plus the lever chosen for that test fold."""
+    if config != 'nested':
+        return ['--recipe', config]
+    return ['--recipe', 'strong1', *to_argv(LEVERS[SBU_NESTED[int(split_args[1])]][1])]
 QUICK = dict(linear=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
              supervise=['--epochs', '2'], raw=[])
 
@@ -41,12 +49,13 @@ def plan(args):
     jobs = []
     for protocol in args.protocols:
         for dataset, split_args, split in PROTOCOLS[protocol][:1 if args.quick else None]:
-            for config in args.configs:
+            for config in (c for c in args.configs if c != 'nested' or protocol == 'sbu'):
                 for seed in args.seeds:
-                    base = ['--dataset', dataset, *split_args, '--recipe', config, '--seed', str(seed),
+                    base = ['--dataset', dataset, *split_args, *recipe_argv(config, split_args), '--seed', str(seed),
                             '--data_root', args.data_root]
                     name, kind = f'{protocol}/{config}/{split}-seed{seed}-', f'{protocol}/{config}/'
-                    wanted = [e for e in args.evaluations if e != 'raw' or seed == args.seeds[0]]
+                    wanted = [e for e in args.evaluations if (e != 'raw' or seed == args.seeds[0])
+                              and (config != 'nested' or e in ('linear', 'raw'))]
                     job = [Run(name + 'linear', PRETRAIN, tuple(base + (QUICK['linear'] if args.quick else [])),
                                kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
                     for evaluation in (e for e in wanted if e != 'linear'):
@@ -99,9 +108,9 @@ def summarise(out, readme=None):
     headline table between the markers of `readme`."""
     out = Path(out)
     header = ['protocol', 'recipe', 'evaluation', *(label for _, label in COLUMNS + MARGINS), 'seeds', 's / run']
-    rows, folds, commands, everything, heads = [header], [], {}, [], [HEADLINE]
+    rows, folds, commands, everything, heads, minutes = [header], [], {}, [], [HEADLINE], dict.fromkeys(CONFIGS, 0)
     for protocol in PROTOCOLS:
-        for config in RECIPES:
+        for config in CONFIGS:
             records = {e: [load(p) for p in sorted((out / protocol / config).glob(f'*-seed*-{e}.json'))]
                        for e in EVALUATIONS}
             raw = records['raw']
@@ -109,6 +118,7 @@ def summarise(out, readme=None):
                 if not runs:
                     continue
                 everything += runs
+                minutes[config] += sum(r['seconds'] for r in runs) / 60
                 commands.setdefault((config, evaluation), runs[0]['provenance']['process_command'])
                 margins = [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(runs, key)])
                            if evaluation == 'linear' and raw else '' for key, _ in MARGINS]
@@ -127,8 +137,8 @@ Produced by `python reproduce.py` (this table: `python reproduce.py --summary`) 
 beside this README, one per run: each holds its results, per-epoch history, resolved options and
 provenance (the command as run, commit, machine, versions). They were produced by:
 {experiments.provenance_note(everything)}.
-Their recorded run times add up to {sum(r['seconds'] for r in everything) / 60:.0f} run-minutes ({', '.join(
-        f"{c} {sum(r['seconds'] for r in everything if r['recipe'] == c) / 60:.0f}" for c in RECIPES)}).
+Their recorded run times add up to {sum(minutes.values()):.0f} run-minutes ({', '.join(
+        f'{c} {m:.0f}' for c, m in minutes.items() if m)}).
 
 Top-1 %, mean ± standard deviation over seeds; for SBU each seed's value is first averaged over
 the 5 folds.
@@ -143,9 +153,12 @@ the 5 folds.
   representation must beat; no random numbers, so the first seed only). "learned − raw" is the
   linear row's probe minus the raw row's, same recipe, same input.
 
-Recipes: **faithful** = official defaults; **corrected** = `--recipe corrected`; **strong** =
-`--recipe strong` (README, "Recipes"). semiNN-first / semiNN-random: NN % of the labels, first k
-per class in file order (official) or a random stratified draw fixed by the seed.
+Recipes: **faithful** = official defaults; **corrected** = `--recipe corrected`; **strong1** = the
+first strong recipe; **strong** = `--recipe strong` (README, "Recipes"); **nested** (SBU only) =
+strong1 plus, for each test fold, the lever that nested selection chose from that fold's training
+folds alone (`recipes.SBU_NESTED`, results/ablation; linear and raw only). semi1 / semi10: 1 % / 10 %
+of the labels, first k per class in file order (faithful, official) or a random stratified draw
+fixed by the seed (the others), at least one per class.
 
 {table}
 
@@ -170,7 +183,8 @@ MARKERS = ('<!-- reproduce.py --summary writes this table -->', '<!-- end of the
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=list(PROTOCOLS))
-    parser.add_argument('--configs', nargs='+', choices=list(RECIPES), default=list(RECIPES), help='recipes')
+    parser.add_argument('--configs', nargs='+', choices=CONFIGS, default=CONFIGS,
+                        help='recipes; nested: SBU only, the lever chosen per test fold by nested selection')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--evaluations', nargs='+', choices=EVALUATIONS, default=EVALUATIONS,
                         help="which runs of each job (semi needs the linear run's checkpoint, which is rerun if gone)")

@@ -7,6 +7,7 @@ import pytest
 
 import ablation
 import reproduce
+from recipes import SBU_NESTED
 
 
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
@@ -73,3 +74,15 @@ def test_nested_sbu_selection_uses_only_the_test_folds_own_inner_runs(tmp_path):
     (tmp_path / 'sbu' / f'{ablation.slug(first)}-fold0-val0-seed1.json').write_text(
         json.dumps(dict(probe_top1=100, knn_selected_top1=100)))
     assert ablation.nested_choice(tmp_path, 0) == first and ablation.nested_choice(tmp_path, 1) == second
+
+
+def test_nested_row_applies_the_lever_each_fold_chose_from_the_committed_ablation():
+    committed = reproduce.experiments.ROOT / 'results' / 'ablation'
+    for fold, lever in SBU_NESTED.items():
+        assert ablation.LEVERS[lever][0] == ablation.nested_choice(committed, fold)
+    args = argparse.Namespace(protocols=['sbu', 'ucla_view3'], configs=['nested'], seeds=[1], quick=False,
+                              evaluations=reproduce.EVALUATIONS, data_root='d')
+    runs = [run for job in reproduce.plan(args) for run in job]
+    assert {run.name.split('-')[-1] for run in runs} == {'linear', 'raw'} and len(runs) == 10  # SBU only
+    fold2 = next(run.argv for run in runs if run.name == 'sbu/nested/fold2-seed1-linear')
+    assert fold2[fold2.index('--recipe') + 1] == 'strong1' and '--bidirectional' in fold2 and 'gru' in fold2
