@@ -19,7 +19,7 @@ from pathlib import Path
 
 import experiments
 from experiments import PRETRAIN, Run, load, mean_std
-from options import positive_int, to_argv
+from options import ENCODER, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SBU_NESTED
 from runs import available_cpus, cli
 
@@ -30,16 +30,18 @@ PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
 }
 SEMI = ['semi1', 'semi10']  # 1 % and 10 % labels; first k per class (faithful) or stratified random (the others)
 EVALUATIONS = ['linear', *SEMI, 'supervise', 'raw']
+QUICK = dict(linear=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
+             supervise=['--epochs', '2'], raw=[])
 CONFIGS = [*RECIPES, 'nested']  # nested: SBU only, strong1 plus the lever SBU's nested selection chose per fold
 
 
-def recipe_argv(config, split_args):
-    """--recipe, or for the nested SBU row strong1 plus the lever chosen for that test fold."""
+def recipe_argv(config, split_args, evaluation):
+    """--recipe, or for the nested SBU row strong1 plus the lever chosen for that test fold (its raw
+    floor takes the encoder's options only: the views do not change the input)."""
     if config != 'nested':
         return ['--recipe', config]
-    return ['--recipe', 'strong1', *to_argv(LEVERS[SBU_NESTED[int(split_args[1])]][1])]
-QUICK = dict(linear=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
-             supervise=['--epochs', '2'], raw=[])
+    lever = LEVERS[SBU_NESTED[int(split_args[1])]][1]
+    return ['--recipe', 'strong1', *to_argv({k: v for k, v in lever.items() if evaluation != 'raw' or k in ENCODER})]
 
 
 def plan(args):
@@ -51,18 +53,17 @@ def plan(args):
         for dataset, split_args, split in PROTOCOLS[protocol][:1 if args.quick else None]:
             for config in (c for c in args.configs if c != 'nested' or protocol == 'sbu'):
                 for seed in args.seeds:
-                    base = ['--dataset', dataset, *split_args, *recipe_argv(config, split_args), '--seed', str(seed),
-                            '--data_root', args.data_root]
+                    base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
                     name, kind = f'{protocol}/{config}/{split}-seed{seed}-', f'{protocol}/{config}/'
                     wanted = [e for e in args.evaluations if (e != 'raw' or seed == args.seeds[0])
                               and (config != 'nested' or e in ('linear', 'raw'))]
-                    job = [Run(name + 'linear', PRETRAIN, tuple(base + (QUICK['linear'] if args.quick else [])),
-                               kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
+                    job = [Run(name + 'linear', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'linear') + (
+                        QUICK['linear'] if args.quick else [])), kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
                     for evaluation in (e for e in wanted if e != 'linear'):
                         mode = 'semi' if evaluation in SEMI else evaluation
-                        argv = ['--mode', mode, *base] + (['--model_path', '{model_path}', '--semi_rate',
-                                                           str(int(evaluation[4:]) / 100)] if mode == 'semi' else []) \
-                            + (QUICK[mode] if args.quick else [])
+                        argv = ['--mode', mode, *base, *recipe_argv(config, split_args, evaluation)] + (
+                            ['--model_path', '{model_path}', '--semi_rate', str(int(evaluation[4:]) / 100)]
+                            if mode == 'semi' else []) + (QUICK[mode] if args.quick else [])
                         job.append(Run(name + evaluation, 'linEval.py', tuple(argv), kind + evaluation))
                     jobs.append(job)
     return jobs

@@ -86,3 +86,5 @@ def test_nested_row_applies_the_lever_each_fold_chose_from_the_committed_ablatio
     assert {run.name.split('-')[-1] for run in runs} == {'linear', 'raw'} and len(runs) == 10  # SBU only
     fold2 = next(run.argv for run in runs if run.name == 'sbu/nested/fold2-seed1-linear')
     assert fold2[fold2.index('--recipe') + 1] == 'strong1' and '--bidirectional' in fold2 and 'gru' in fold2
+    fold3_raw = next(run.argv for run in runs if run.name == 'sbu/nested/fold3-seed1-raw')
+    assert '--bidirectional' in fold3_raw and '--aug1' not in fold3_raw  # linEval.py takes no views
