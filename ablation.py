@@ -107,8 +107,11 @@ def agreement(out, results):
                 pairs.append((recipe, statistics.mean(map(criterion, valid)), statistics.mean(map(criterion, test))))
         lines += [[protocol, name, f'{v:.1f}', f'{t:.1f}'] for name, v, t in pairs]
         if len(pairs) > 1:
-            same = [n for n, _, _ in sorted(pairs, key=lambda p: -p[1])] == [n for n, _, _ in sorted(pairs, key=lambda p: -p[2])]
-            verdicts.append(f"{protocol}: validation ranks the {len(pairs)} recipes {'as' if same else 'unlike'} the test")
+            both = [(a, b) for i, a in enumerate(pairs) for b in pairs[i + 1:]]
+            same = [f'{a[0]} / {b[0]}' for a, b in both if (a[1] - b[1]) * (a[2] - b[2]) > 0]
+            verdicts.append(f"{protocol}: validation orders {len(same)} of the {len(both)} pairs of recipes as the "
+                            f"test does ({', '.join(sorted(set(f'{a[0]} / {b[0]}' for a, b in both) - set(same))) or 'none'} "
+                            f"the other way)")
     return lines, verdicts
 
 
