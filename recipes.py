@@ -25,6 +25,11 @@ LEVERS = [
     # round 2, after the levers above were screened on N-UCLA: the two that helped, together
     ('+ rotation + bidirectional GRU', dict(aug1=STRONG1['aug1'] + '_rotate', aug2=STRONG1['aug2'] + '_rotate',
                                             rnn='gru', bidirectional=True)),
+    # round 3, queue and temperature matched to the data: the presets' queues hold about as many keys
+    # as a validation run has training sequences (N-UCLA 500 for ~500), so a sequence's own stale
+    # keys sit among its negatives
+    ('+ queue 128', dict(nce_k=128)),
+    ('+ temperature 0.2', dict(nce_t=0.2)),
 ]
 # strong: strong1 plus the lever that N-UCLA's cross-view validation chose (ablation.py; no SBU label
 # was used for this choice; SBU's nested selection is reported beside it in results/ablation).
