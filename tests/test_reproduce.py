@@ -13,12 +13,15 @@ from recipes import SBU_NESTED
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     out = tmp_path / 'results'
     argv = ['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs'),
-            '--configs', 'faithful', 'corrected', '--evaluations', 'linear', 'semi10', 'supervise', 'raw',
-            '--jobs', '2']
+            '--configs', 'faithful', 'corrected', 'strong', 'nested', '--evaluations', 'linear', 'semi10',
+            'supervise', 'raw', '--jobs', '2']
     reproduce.main(argv)
-    for config in ('faithful', 'corrected'):
+    for config in ('faithful', 'corrected', 'strong', 'nested'):
         files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
-        assert files == sorted(f'fold0-seed1-{e}.json' for e in ('linear', 'semi10', 'supervise', 'raw'))
+        evaluations = ('linear', 'raw') if config == 'nested' else ('linear', 'semi10', 'supervise', 'raw')
+        assert files == sorted(f'fold0-seed1-{e}.json' for e in evaluations)
+    strong = json.loads((out / 'sbu' / 'strong' / 'fold0-seed1-supervise.json').read_text())
+    assert strong['options']['preprocess'] == 'body' and strong['options']['hidden_units'] == 128  # its own network
     semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10.json').read_text())
     assert semi['select'] == 'last' and semi['labelled'] == 8 * 2 and semi['options']['semi_stage2'] == 'subset'
     command = semi['provenance']['process_command']
@@ -28,11 +31,11 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     assert raw['options']['selected_frames'] == 40 and 'epochs' not in raw  # the faithful encoder's input
     table = (out / 'README.md').read_text()
     assert '| sbu | faithful | linear |' in table and '| sbu | corrected | supervise |' in table
-    assert '| sbu | corrected | raw |' in table and 'runs at commit' in table
+    assert '| sbu | corrected | raw |' in table and '| sbu | nested | linear |' in table and 'runs at commit' in table
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
     capsys.readouterr()
     reproduce.main(argv)
-    assert '8 of 8 runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
+    assert '14 of 14 runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
 
 
