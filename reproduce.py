@@ -1,8 +1,8 @@
 """Run the paper's protocols end to end over several seeds and tabulate what came out.
 
-    python reproduce.py --jobs 2                 # SBU 5-fold, N-UCLA test views 3 and 1; faithful, corrected
-                                                 # and strong; linear, semi-supervised, supervised, raw-input
-                                                 # floor; seeds 1 2 3
+    python reproduce.py --jobs 2                 # SBU 5-fold, N-UCLA test views 3 and 1; every recipe and
+                                                 # SBU's nested row; linear, semi-supervised, supervised,
+                                                 # raw-input floor; seeds 1 2 3
     python reproduce.py --configs strong --protocols sbu --seeds 1
     python reproduce.py --quick --out /tmp/repro # smoke test of the machinery: 1 seed, few epochs, SBU fold 0
     python reproduce.py --summary                # rebuild results/README.md from the recorded JSON files
@@ -10,7 +10,8 @@
 Every run is the command a user would type (experiments.py runs it and records its results.json,
 provenance included, as <out>/<protocol>/<recipe>/<split>-seed<s>-<evaluation>.json); the table
 goes to <out>/README.md. Nothing here is tuned on the test split: faithful is the official
-configuration, corrected turns on the corrected switches, strong was chosen on validation data.
+configuration, corrected turns on the corrected switches, strong1 / strong / nested were chosen on
+validation data (ablation.py).
 """
 import argparse
 import os
