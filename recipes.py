@@ -30,6 +30,8 @@ LEVERS = [
     # keys sit among its negatives
     ('+ queue 128', dict(nce_k=128)),
     ('+ temperature 0.2', dict(nce_t=0.2)),
+    # round 4: a wider encoder (N-UCLA's preset is 256 x 1, SBU's 128 x 2)
+    ('+ hidden size 512', dict(hidden_units=512)),
 ]
 # strong: strong1 plus the lever that N-UCLA's cross-view validation chose (ablation.py; no SBU label
 # was used for this choice; SBU's nested selection is reported beside it in results/ablation).
