@@ -17,7 +17,6 @@ import torch
 from tqdm import tqdm
 
 
-
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit the requested run."""
 
@@ -90,8 +89,8 @@ def default_threads():
 
 def set_threads(threads):
     """torch intra-op threads (None: `default_threads()`); returns the number in use. Also flushes
-    denormal floats (|x| < 1.2e-38) to zero on CPU: LSTM gradients that decay into that range made
-    oneDNN's backward up to 9x slower on SBU, and no weight can change by so little in float32."""
+    denormal floats (|x| < 1.2e-38) to zero on CPU: LSTM gradients can decay into that range, where
+    x86 arithmetic is slow, and no weight can change by so little in float32."""
     torch.set_num_threads(threads or default_threads())
     torch.set_flush_denormal(True)
     return torch.get_num_threads()
