@@ -24,7 +24,7 @@ from pathlib import Path
 
 import experiments
 from experiments import PRETRAIN, Run, load, mean_std
-from options import positive_int, to_argv
+from options import INPUT, positive_int, to_argv
 from recipes import LEVERS, RECIPES
 from runs import available_cpus, cli
 
@@ -32,7 +32,6 @@ SBU_INNER = range(2)  # inner validation folds of each SBU test fold: the first 
 # Recipes that also have test numbers (results/): does the validation rank them as the test does?
 REFERENCES = [('faithful recipe', dict(recipe='faithful')), ('corrected recipe', dict(recipe='corrected'))]
 ROWS = REFERENCES + LEVERS
-RAW_INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')  # what the raw floor depends on
 
 
 def slug(name):
@@ -42,7 +41,7 @@ def slug(name):
 def raw_argv(options):
     """The raw-input floor of a row's input (what raw_features reads) and its record name."""
     recipe = options.get('recipe', 'strong1')
-    inputs = {k: v for k, v in {**RECIPES[recipe], **options}.items() if k in RAW_INPUT}
+    inputs = {k: v for k, v in {**RECIPES[recipe], **options}.items() if k in INPUT}
     return ['--mode', 'raw', '--recipe', recipe, *to_argv(inputs)], 'raw-' + slug(
         '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import augment
 import probes
@@ -58,7 +59,6 @@ class FeatureBatches:
 @torch.no_grad()
 def extract_features(encoder, dataset, device, num_workers=0, quiet=False, batch_size=256):
     """Frozen CAE features (N, D) and labels (N,) on the CPU, in dataset order."""
-    from tqdm import tqdm
     encoder.eval()
     feats, labels = [], []
     for x, y, _ in tqdm(loader(dataset, batch_size, False, 0, num_workers, device), desc='features', leave=False,
@@ -69,7 +69,7 @@ def extract_features(encoder, dataset, device, num_workers=0, quiet=False, batch
 
 
 def frozen_features(encoder, splits, opts, device):
-    """[(train features (N, D), labels), (evaluation features, labels)] of the frozen encoder, extracted once."""
+    """[(features (N, D), labels)] of each split (train, evaluation) for the frozen encoder, extracted once."""
     features = [extract_features(encoder, s, device, opts.num_workers or 0, opts.quiet) for s in eval_datasets(splits, opts)]
     if not all(torch.isfinite(x).all() for x, _ in features):
         raise RunError(f"{getattr(opts, 'model_path', None) or 'the encoder'}: its features are not finite")
@@ -105,7 +105,7 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
 @torch.no_grad()
 def score_head(encoder, head, splits, opts, device):
     """Top-1 / top-5 % of a saved linear head on the frozen encoder's test features (no training)."""
-    _, (test_x, test_y) = frozen_features(encoder, splits, opts, device)
+    [(test_x, test_y)] = frozen_features(encoder, splits[1:], opts, device)
     classifier = LinearClassifier(encoder.out_dim, PRESETS[opts.dataset]['classes'])
     try:
         classifier.load_state_dict(head)
@@ -160,7 +160,8 @@ def run_semi(encoder, splits, opts, device, log, out):
     classes = PRESETS[opts.dataset]['classes']
     subset = semi_subset(train_y, opts.semi_rate, classes, opts.semi_sampling, opts.seed)
     log(f"semi: {len(subset)} labelled samples ({opts.semi_sampling} per class) of {len(train_y)}")
-    labelled, _ = eval_datasets(((train_x[subset], train_y[subset]), val), opts)
+    labelled_split = (train_x[subset], train_y[subset])
+    labelled, _ = eval_datasets((labelled_split, val), opts)
     model = EncoderClassifier(encoder, classes).to(device)
     schedule = (opts.learning_rate, opts.epochs, opts.lr_decay_epochs)
     history, best_state = fit(model, model.parameters(), loader(labelled, opts.batch_size, True, opts.seed),
@@ -169,7 +170,7 @@ def run_semi(encoder, splits, opts, device, log, out):
     model.load_state_dict(best_state)
     classifier = LinearClassifier(encoder.out_dim, classes)
     classifier.classifier.load_state_dict(model.classifier.state_dict())
-    stage2 = splits if opts.semi_stage2 == 'full' else ((train_x[subset], train_y[subset]), val)
+    stage2 = splits if opts.semi_stage2 == 'full' else (labelled_split, val)
     result = linear_evaluation(model.encoder, stage2, opts, device, log, classifier)
     return dict(result, labelled=len(subset), finetune_history=history)
 

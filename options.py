@@ -24,9 +24,10 @@ from dataset import PRESETS
 from recipes import MODE_RECIPES, RECIPES
 from runs import CheckpointError, load_checkpoint
 
+# What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
+INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
+ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', *INPUT)
 # What an evaluation takes from its checkpoint: the data, how it was split, the encoder and its input.
-ENCODER = ('hidden_units', 'lstm_layer', 'selected_frames', 'masked_mean', 'rnn', 'bidirectional', 'motion',
-           'preprocess', 'sbu_true_depth')
 FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_view', 'seed', 'select', 'eval_split',
                    'val_seed', 'val_group', *ENCODER)
 PRETRAIN_PRESET = ('nce_k', 'batch_size', 'lr_decay_epochs')  # pretraining's own schedule in the presets
@@ -57,10 +58,15 @@ non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'a finite n
 fraction = _number(float, lambda v: 0 < v <= 1, 'a number in (0, 1]')
 
 
+def milestones(text):
+    """'30,70' -> [30, 70] ('' -> [])."""
+    return [int(e) for e in str(text).split(',') if e.strip()]
+
+
 def epoch_list(text):
     """argparse type: comma-separated epochs >= 1, e.g. '30,70' ('' for none)."""
     try:
-        epochs = [int(e) for e in str(text).split(',') if e.strip()]
+        epochs = milestones(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
     if any(e < 1 for e in epochs):
@@ -75,10 +81,6 @@ def augmentation_chain(text):
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def milestones(text):
-    return [int(e) for e in str(text).split(',') if e.strip()]
 
 
 def to_argv(options):

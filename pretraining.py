@@ -25,6 +25,11 @@ BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion
                       val_seed=1, val_group=None)  # what checkpoints written before these options existed used
 
 
+def non_finite(state):
+    """Names of the floating-point tensors in a state dict that hold NaN or inf."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+
+
 def build_encoder(opts):
     """The LSTMEncoder of resolved options (a Namespace or a checkpoint's options dict)."""
     opts = opts if isinstance(opts, dict) else vars(opts)
@@ -41,7 +46,7 @@ def load_encoder(ckpt, path):
         raise CheckpointError(f"{path}: its stored options lack {', '.join(missing)}")
     encoder = build_encoder(ckpt['args'])
     state = {k[len('encoder_q.'):]: v for k, v in ckpt['model'].items() if k.startswith('encoder_q.')}
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+    bad = non_finite(state)
     if bad:
         raise CheckpointError(f"{path}: encoder weights are not finite ({', '.join(bad[:3])})")
     try:
@@ -129,7 +134,7 @@ def restore(opts, out, model, optimizer, scaler, log):
               if ckpt['args'].get(k, BEFORE_RECIPES.get(k)) != getattr(opts, k)]
     if differ:
         raise CheckpointError(f"{path}: cannot resume this run, the options differ: {'; '.join(differ)}")
-    bad = [name for name, t in ckpt['model'].items() if t.is_floating_point() and not t.isfinite().all()]
+    bad = non_finite(ckpt['model'])
     if bad:
         raise CheckpointError(f"{path}: cannot resume, its weights are not finite ({', '.join(bad[:3])})")
     model.load_state_dict(ckpt['model'])
@@ -190,7 +195,7 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
         metrics(dict(epoch=epoch, step=step, loss=loss, lr=lr, pos_logit=pos_logit, contrast_top1=contrast_top1,
                      queue_fill=min(1.0, epoch * len(train_y) / opts.nce_k), seconds=round(time.time() - start, 2)))
         if rank == 0:
-            bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+            bad = non_finite(model.state_dict())
             if bad:
                 message = (f"non-finite weights after epoch {epoch} ({', '.join(bad[:3])}); not saved, last good "
                            f"checkpoint: {out / 'last.pth' if (out / 'last.pth').is_file() else 'none'}")
