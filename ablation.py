@@ -18,14 +18,15 @@ faithful and corrected recipes run through the same validation, to check that it
 the test does (`agreement`).
 """
 import argparse
+import math
 import os
 import statistics
 from pathlib import Path
 
 import experiments
 from experiments import PRETRAIN, Run, load, mean_std
-from options import INPUT, positive_int, to_argv
-from recipes import LEVERS, RECIPES
+from options import ENCODER, INPUT, positive_int, to_argv
+from recipes import LEVERS, RECIPES, SCREEN
 from runs import available_cpus, cli
 
 SBU_INNER = range(2)  # inner validation folds of each SBU test fold: the first two of its four training folds
@@ -46,8 +47,17 @@ def raw_argv(options):
         '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
 
 
-def plan(rows, protocol, seeds, data_root):
-    """One job per validation run of each row: pretraining + probes, and the raw floor of its input."""
+def init_argv(options):
+    """The random-init floor of a row's encoder (the same pretraining command with no update epoch)
+    and its record name: it depends on the encoder and its input only."""
+    encoder = {k: v for k, v in {**RECIPES['strong1'], **options}.items() if k in ENCODER}
+    return ['--recipe', 'strong1', *to_argv(encoder), '--epochs', '0'], 'init-' + slug(
+        '-'.join(f'{k}{v}' for k, v in sorted(encoder.items()) if RECIPES['strong1'].get(k) != v) or 'strong1')
+
+
+def plan(rows, protocol, seeds, data_root, floors=False):
+    """One job per validation run of each row: pretraining + probes, and the raw floor of its input
+    (with `floors`, also the random-init floor of its encoder for every seed)."""
     splits = [(['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g)], f'val{g}') for g in (0, 1)] \
         if protocol == 'ucla_view3' else \
         [(['--dataset', 'sbu', '--fold', str(f), '--val_group', str(g)], f'fold{f}-val{g}') for f in range(5)
@@ -59,6 +69,11 @@ def plan(rows, protocol, seeds, data_root):
             for seed in seeds:
                 jobs.append([Run(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
                                  tuple(common + ['--recipe', 'strong1', *to_argv(options), '--seed', str(seed)]), f'{protocol}/{slug(name)}')])
+                argv, init = init_argv(options)
+                if floors and (init, split, seed) not in seen:
+                    seen.add((init, split, seed))
+                    jobs.append([Run(f'{protocol}/{init}-{split}-seed{seed}', PRETRAIN,
+                                     tuple(common + argv + ['--seed', str(seed)]), f'{protocol}/init')])
             argv, raw = raw_argv(options)
             if (raw, split) not in seen:
                 seen.add((raw, split))
@@ -70,9 +85,10 @@ def criterion(record):
     return (record['probe_top1'] + record['knn_selected_top1']) / 2
 
 
-def records(out, protocol, name, options, split=''):
-    """(learned runs, raw runs) of one row recorded in out, optionally of one split prefix."""
-    learned = [load(p) for p in sorted(Path(out, protocol).glob(f'{slug(name)}-{split}*.json'))]
+def records(out, protocol, name, options, split='', seed=1):
+    """(learned runs of `seed` ('*': every seed), raw runs) of one row recorded in out, optionally of
+    one split prefix. The one-seed rounds read seed 1 alone."""
+    learned = [load(p) for p in sorted(Path(out, protocol).glob(f'{slug(name)}-{split}*seed{seed}.json'))]
     raw = [load(p) for p in sorted(Path(out, protocol).glob(f'{raw_argv(options)[1]}-{split}*.json'))]
     return learned, raw
 
@@ -84,12 +100,79 @@ def ucla_ranking(out):
     return [name for _, name in sorted(scored, reverse=True)]
 
 
-def nested_choice(out, fold):
-    """The lever chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
+def nested_choice(out, fold, rows=LEVERS, seed=1):
+    """The row chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
     (records of `--fold fold` only: they train and validate on other folds and never read it)."""
-    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
-              if (runs := records(out, 'sbu', name, options, f'fold{fold}-')[0])]
+    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in rows
+              if (runs := records(out, 'sbu', name, options, f'fold{fold}-', seed)[0])]
     return max(scored)[1] if scored else None
+
+
+def nested_rows(out, seeds):
+    """The SBU nested selection's candidates: strong1 and the N-UCLA screening's choice."""
+    chosen, kept = screen_choice(out, seeds)
+    return [SCREEN[0]] + [row for row in screen_rows(out, seeds) if kept and row[1] == chosen][:1]
+
+
+def runs_of(out, protocol, name, split=''):
+    """{'<split>-seed<s>': record} of one row's learned runs."""
+    stem = slug(name)
+    return {p.stem[len(stem) + 1:]: load(p) for p in sorted(Path(out, protocol).glob(f'{stem}-{split}*seed*.json'))}
+
+
+def paired(row, base):
+    """Criterion differences row - base over the (split, seed) runs both have."""
+    return [criterion(row[k]) - criterion(base[k]) for k in sorted(row.keys() & base.keys())]
+
+
+def clears_noise(diffs, expected):
+    """Kept: every paired run is there and the mean difference exceeds two of its standard errors."""
+    return len(diffs) == expected > 1 and statistics.mean(diffs) > 2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
+def screen_choice(out, seeds):
+    """strong1's options plus those of every screened row that clears its noise (SCREEN order): the
+    recipe the multi-seed N-UCLA screening chooses, and the names of the rows it takes."""
+    base = runs_of(out, 'ucla_view3', SCREEN[0][0])
+    kept = [(name, options) for name, options in SCREEN[1:]
+            if clears_noise(paired(runs_of(out, 'ucla_view3', name), base), 2 * len(seeds))]
+    return {k: v for _, options in kept for k, v in options.items()}, [name for name, _ in kept]
+
+
+def screen_rows(out, seeds):
+    """The screened rows, plus the combination of the kept ones where it is no screened row itself."""
+    chosen, kept = screen_choice(out, seeds)
+    rows = list(SCREEN)
+    if len(kept) > 1 and all(chosen != options for _, options in SCREEN):
+        rows.append(('chosen: ' + ' & '.join(kept), chosen))
+    return rows
+
+
+def screen_table(out, seeds):
+    """Markdown rows of the multi-seed screening: each row's validation mean ± sd, its paired
+    difference to strong1 and whether that clears the noise, and its raw and random-init floors."""
+    expected = 2 * len(seeds)
+    base = runs_of(out, 'ucla_view3', SCREEN[0][0])
+    header = ['row', 'runs', 'L-BFGS', 'KNN', 'criterion', 'paired difference to strong1', 'verdict',
+              'raw criterion', 'random-init criterion', 'learned − random-init']
+    lines, everything = [header, ['---'] * len(header)], []
+    for name, options in screen_rows(out, seeds):
+        runs = runs_of(out, 'ucla_view3', name)
+        raw = records(out, 'ucla_view3', name, options)[1]
+        init = [load(p) for p in sorted(Path(out, 'ucla_view3').glob(f'{init_argv(options)[1]}-*seed*.json'))]
+        everything += list(runs.values()) + raw + init
+        diffs = [] if name == SCREEN[0][0] else paired(runs, base)
+        verdict = ('base' if name == SCREEN[0][0] else f'missing {expected - len(diffs)} of {expected} runs'
+                   if len(diffs) < expected else 'kept' if clears_noise(diffs, expected) else 'dropped')
+        learned = list(map(criterion, runs.values()))
+        floor = list(map(criterion, init))
+        margin = (statistics.mean(learned) - statistics.mean(floor)) if learned and floor else None
+        lines.append([name, f'{len(runs)} of {expected}', mean_std([r['probe_top1'] for r in runs.values()], 1),
+                      mean_std([r['knn_selected_top1'] for r in runs.values()], 1), mean_std(learned, 1),
+                      mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict,
+                      mean_std(list(map(criterion, raw)), 1), mean_std(floor, 1),
+                      '–' if margin is None else f'{margin:+.1f}'])
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
 
 
 def agreement(out, results):
@@ -114,10 +197,29 @@ def agreement(out, results):
     return lines, verdicts
 
 
-def summarise(out):
-    """results/ablation/README.md: per row, the cross-view N-UCLA and nested SBU validation numbers,
-    the raw floor of the same input, and which protocol split chose it."""
+def nested_table(out, seeds):
+    """Markdown rows of the new SBU nested selection: per test fold, each candidate's inner criterion
+    and the choice."""
+    rows = nested_rows(out, seeds)
+    header = ['test fold', *[name for name, _ in rows], 'chosen']
+    lines, everything = [header, ['---'] * len(header)], []
+    for fold in range(5):
+        cells = [str(fold)]
+        for name, options in rows:
+            runs = records(out, 'sbu', name, options, f'fold{fold}-', '*')[0]
+            everything += runs
+            cells.append(mean_std(list(map(criterion, runs)), 1) + f' ({len(runs)} of {2 * len(seeds)})')
+        lines.append(cells + [nested_choice(out, fold, rows, '*') or '–'])
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
+
+
+def summarise(out, seeds):
+    """results/ablation/README.md: the multi-seed screening, the SBU nested selection between strong1
+    and its choice, the earlier one-seed rounds, and (post hoc) validation against the test."""
     out = Path(out)
+    screen, screened = screen_table(out, seeds)
+    nested, nested_runs = nested_table(out, seeds)
+    chosen, kept = screen_choice(out, seeds)
     chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
     if ranking:
@@ -141,28 +243,64 @@ def summarise(out):
     pairs, verdicts = agreement(out, experiments.ROOT / 'results')
     agree = '\n'.join('| ' + ' | '.join(row) + ' |' for row in [
         ['protocol', 'recipe', 'validation criterion', 'test criterion'], ['---'] * 4, *pairs])
+    seeds_text = ' '.join(map(str, seeds))
     text = f"""# Recipe ablation (validation only)
 
-Produced by `python ablation.py` (this table: `python ablation.py --summary`); the JSON files
-beside this README hold every run's results, resolved options and provenance:
-{experiments.provenance_note(everything)}.
+Produced by `python ablation.py --seeds {seeds_text}` (the multi-seed screening and the SBU nested
+selection) and `python ablation.py --stage rounds --seeds 1 --finalists 3` (the earlier one-seed
+rounds); these tables: `python ablation.py --summary`. The JSON files beside this README hold every
+run's results, resolved options and provenance.
 
-Validation mirrors each test protocol and never reads the test split (ablation.py's docstring).
+Validation mirrors each test protocol and never uses the test split (ablation.py's docstring).
 **N-UCLA** (test: train views 1, 2 -> view 3): pretrain and probe on one training view, validate on
 the other, both ways. **SBU** (5-fold): for test fold f, train on three of its training folds and
 validate on the fourth, the first two of them in turn; the row chosen for fold f uses only those
-runs (nested selection). Cells: mean ± std over runs (N-UCLA: 2 validation views x seeds; SBU: 5
-test folds x 2 inner folds). Criterion: mean of the L-BFGS and KNN validation top-1, fixed in advance.
-"raw": the same probes on the row's input itself (no learning). "chosen for": the protocol split
-whose validation chose the row. Rows are options added to strong1 (recipes.LEVERS); SBU runs only
-the best rows of the N-UCLA screening and strong1.
+runs (nested selection). Criterion, fixed in advance: the mean of the L-BFGS and KNN validation
+top-1. "raw": the same probes on the row's input itself (no learning); "random-init": the same
+pretraining command with no update epoch (`--epochs 0`: the encoder as initialised, after the
+queue warm-up).
+
+## Multi-seed screening (N-UCLA cross-view, {len(seeds)} seeds x 2 validation views)
+
+Each row is strong1 plus (or minus) one change (recipes.SCREEN): first the ingredients of the
+recurrent peers (the view-normalised min-max input, the final-state read-out, a zero-input
+reconstruction decoder, its consistency term; singly, then together), then strong1's own steps
+undone one at a time. "paired difference": the row's criterion minus strong1's on the same
+validation view and seed, mean ± sd over the pairs. **Kept** when every pair is there and the mean
+difference exceeds two of its standard errors (sd / sqrt(n)); a row with runs missing says so and
+is neither kept nor dropped. Runs: {experiments.provenance_note(screened)}.
+
+{screen}
+
+Chosen: strong1{''.join(' + ' + name for name in kept) or ' (no change cleared its noise)'}.
+
+## SBU nested selection between strong1 and the screening's choice
+
+For each test fold, the mean criterion of its inner validation runs ({len(seeds)} seeds x 2 inner
+folds, none of them the test fold); the better row is that fold's choice. Runs:
+{experiments.provenance_note(nested_runs) or 'none yet'}.
+
+{nested}
+
+## Earlier one-seed rounds (recipes.LEVERS)
+
+One seed per validation view: these rounds could not tell 2 points from noise (the multi-seed
+screening above replaces them). They chose `strong` (strong1 + rotation) and the nested SBU row;
+strong1 itself came from a yet earlier ablation whose SBU criterion averaged validation folds that
+were also test folds. Runs: {experiments.provenance_note(everything)}.
+
+Cells: mean ± std over runs (N-UCLA: 2 validation views; SBU: 5 test folds x 2 inner folds).
+"chosen for": the protocol split whose validation chose the row; SBU ran only the 3 best rows of
+the N-UCLA screening and strong1.
 
 {table}
 
-## Does validation rank recipes as the test does?
+## Post hoc: does validation rank recipes as the test does?
 
-The same criterion on validation (this ablation) and on the test split (results/, 3 seeds, after
-the choice) for the recipes that have both. {'; '.join(verdicts) or 'Not run yet.'}
+A comparison made after the test numbers existed, never used to choose anything: the same criterion
+on validation (the one-seed rounds) and on the test split (results/, 3 seeds, after the choice) for
+the recipes that have both. {'; '.join(verdicts) or 'Not run yet.'} (Rounds 3 and 4 of the one-seed
+screening started after these test numbers existed; nothing was chosen from them.)
 
 {agree}
 """
@@ -172,10 +310,13 @@ the choice) for the recipes that have both. {'; '.join(verdicts) or 'Not run yet
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--stage', choices=['all', 'screen', 'nested'], default='all',
-                        help='screen: N-UCLA cross-view for every row; nested: SBU for the finalists')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[1])
-    parser.add_argument('--finalists', type=positive_int, default=2, help='best N-UCLA rows taken to SBU (+ strong1)')
+    parser.add_argument('--stage', choices=['all', 'screen', 'nested', 'rounds'], default='all',
+                        help='screen: the multi-seed N-UCLA cross-view screening (recipes.SCREEN); nested: SBU nested '
+                             'selection between strong1 and its choice; all: both; rounds: the earlier one-seed '
+                             'rounds (recipes.LEVERS, recorded with --seeds 1 --finalists 3)')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
+    parser.add_argument('--finalists', type=positive_int, default=3,
+                        help='rounds: best N-UCLA rows taken to SBU (+ strong1)')
     parser.add_argument('--rows', nargs='+', default=None, help='only the rows whose names contain one of these')
     parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
     parser.add_argument('--out', default='results/ablation')
@@ -183,17 +324,23 @@ def main(argv=None):
     parser.add_argument('--jobs', type=positive_int, default=available_cpus(), help='runs side by side')
     parser.add_argument('--threads', type=positive_int, default=1, help='CPU threads per run')
     parser.add_argument('--force', action='store_true', help='rerun runs already recorded in --out')
-    parser.add_argument('--summary', action='store_true', help='only rebuild the table')
+    parser.add_argument('--summary', action='store_true', help='only rebuild the tables')
     args = parser.parse_args(argv)
-    rows = [(n, o) for n, o in ROWS if not args.rows or any(r in n for r in args.rows)]
-    if not args.summary and args.stage in ('all', 'screen'):
-        experiments.run_all(plan(rows, 'ucla_view3', args.seeds, args.data_root), args.out, args.runs, args.jobs,
+
+    def run(rows, protocol, floors=False):
+        rows = [(n, o) for n, o in rows if not args.rows or any(r in n for r in args.rows)]
+        experiments.run_all(plan(rows, protocol, args.seeds, args.data_root, floors), args.out, args.runs, args.jobs,
                             args.threads, args.force, keep_history=False)
+    if not args.summary and args.stage in ('all', 'screen'):
+        run(SCREEN, 'ucla_view3', floors=True)
+        run(screen_rows(args.out, args.seeds), 'ucla_view3', floors=True)  # the kept rows together, if new
     if not args.summary and args.stage in ('all', 'nested'):
+        run(nested_rows(args.out, args.seeds), 'sbu', floors=True)
+    if not args.summary and args.stage == 'rounds':
+        run(ROWS, 'ucla_view3')
         finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'} | {n for n, _ in REFERENCES}
-        experiments.run_all(plan([(n, o) for n, o in rows if n in finalists], 'sbu', args.seeds, args.data_root),
-                            args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False)
-    print(summarise(args.out))
+        run([(n, o) for n, o in ROWS if n in finalists], 'sbu')
+    print(summarise(args.out, args.seeds))
 
 
 if __name__ == '__main__':

@@ -114,12 +114,18 @@ def resample(x, pos, last):
 
 
 def crop_resize(x, g, min_ratio=0.5):
-    """Random temporal window of U(min_ratio, 1) of the sequence, resized back to its T frames
-    ('cropResize'; not in the official code: AimCLR's valid_crop_resize on fixed-length input)."""
+    """Random temporal window of U(min_ratio, 1) of each sequence's real frames (up to its last frame
+    that is not all zero), resized back to that many frames; trailing padding stays padding
+    ('cropResize'; not in the official code: AimCLR's valid_crop_resize)."""
     n, _, t = x.shape[:3]
-    width = _uniform(x, g, (n, 1), min_ratio, 1) * (t - 1)
-    pos = _uniform(x, g, (n, 1), 0, 1) * (t - 1 - width) + torch.linspace(0, 1, t, device=x.device, dtype=x.dtype) * width
-    return resample(x, pos, torch.tensor(t - 1, device=x.device))
+    real = x.ne(0).flatten(3).any(3).any(1)  # (N, T)
+    last = torch.where(real.any(1), t - 1 - real.flip(1).int().argmax(1), 0)[:, None]  # (N, 1)
+    span = last.to(x.dtype)
+    width = _uniform(x, g, (n, 1), min_ratio, 1) * span
+    steps = torch.linspace(0, 1, t, device=x.device, dtype=x.dtype) * ((t - 1) / span.clamp(min=1))
+    pos = _uniform(x, g, (n, 1), 0, 1) * (span - width) + steps * width
+    keep = torch.arange(t, device=x.device)[None] <= last  # (N, T)
+    return torch.where(_per_sample(keep).view(n, 1, t, 1, 1), resample(x, pos, last), 0)
 
 
 AUGMENTATIONS = {  # official token -> function

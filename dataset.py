@@ -19,8 +19,9 @@ from data import PLAUSIBLE, DataError, check_values, load_label_pickle, nucla_js
 
 # body_joints: (centre, lower spine, upper spine, left shoulder, right shoulder) joint indices, used by
 # the body-centred, view-normalised preprocessing of preprocess.py (SBU/UWA3D: OpenNI 15-joint order
-# head, neck, torso, l-shoulder, ...; N-UCLA: Kinect v1 20-joint order; NTU: Kinect v2 25-joint order).
-_NTU = dict(joints=25, persons=2, frames=150, body_joints=(1, 0, 20, 4, 8), hidden_units=256, lstm_layer=1, nce_k=16384,
+# head, neck, torso, l-shoulder, ...; N-UCLA: Kinect v1 20-joint order; NTU: Kinect v2 25-joint order);
+# hip_joints: (left hip, right hip), used by the first-frame view normalisation of --preprocess view.
+_NTU = dict(joints=25, persons=2, frames=150, body_joints=(1, 0, 20, 4, 8), hip_joints=(12, 16), hidden_units=256, lstm_layer=1, nce_k=16384,
             batch_size=32, lr_decay_epochs='30,70', num_workers=4,
             source='https://rose1.ntu.edu.sg/dataset/actionRecognition/ (raw skeletons, then '
                    '`python -m data.prepare_ntu`)')
@@ -29,19 +30,20 @@ PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarse
     'ntu60_xview': dict(_NTU, classes=60, groups='CP'),
     'ntu120_xsub': dict(_NTU, classes=120, groups='P'),
     'ntu120_xsetup': dict(_NTU, classes=120, groups='SP'),
-    'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6),
+    'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6), hip_joints=(9, 12),
                 actions=['approaching', 'departing', 'kicking', 'punching', 'pushing', 'hugging', 'shaking hands',
                          'exchanging objects'], hidden_units=128, lstm_layer=2, nce_k=200,
                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=0,
                 source='https://www3.cs.stonybrook.edu/~kyun/research/kinect_interaction/ '
                        '(the "clean" version: s01s02/ ... s07s03/ folders)'),
-    'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8),
+    'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8), hip_joints=(12, 16),
                  actions=['pick up with one hand', 'pick up with two hands', 'drop trash', 'walk around', 'sit down',
                           'stand up', 'donning', 'doffing', 'throw', 'carry'], hidden_units=256, lstm_layer=1, nce_k=500,
                  batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1,
                  source='the N-UCLA `all_sqe` json release used by Shift-GCN / CTR-GCN '
                         '(NW-UCLA link in their READMEs)'),
-    'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, body_joints=(2, 2, 1, 3, 6), hidden_units=256, lstm_layer=1, nce_k=500,
+    'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, body_joints=(2, 2, 1, 3, 6), hip_joints=(9, 12),
+                  hidden_units=256, lstm_layer=1, nce_k=500,
                   batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, fold=5, test_view=2,
                   source='http://staffhome.ecm.uwa.edu.au/~00053650/databases.html, arranged as the '
                          'AS-CAL arrays (README, "Data")'),
@@ -225,8 +227,7 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
 
 def load_splits(opts):
     """[(train data, labels), (evaluation data, labels)] and the training samples' groups, as the
-    encoder reads them: with preprocess 'body' body-normalised and resampled to selected_frames
-    (preprocess.py), else as stored. The evaluation split is the test split, or with eval_split
+    encoder reads them: through the --preprocess pipeline (preprocess.py: 'body', 'view'), else as stored. The evaluation split is the test split, or with eval_split
     'validation' a held-out part of the training split (`validation_split`; the test split is not read).
     """
     where = (opts.dataset, opts.data_root)
@@ -243,9 +244,8 @@ def load_splits(opts):
         splits = [(train_x, train_y), load_split(*where, 'val', **split_args)]
     if len(splits[1][1]) == 0:
         raise DataError(f"{opts.dataset} at {opts.data_root}: the {opts.eval_split} split has no sequences")
-    if opts.preprocess == 'body':
-        body = PRESETS[opts.dataset]['body_joints']
-        splits = [(preprocess.normalise_split(x, body, opts.selected_frames), y) for x, y in splits]
+    splits = [(preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames), y)
+              for x, y in splits]
     return splits, groups
 
 

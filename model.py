@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-POOLINGS = ('mean', 'masked_mean', 'last', 'sum')
+POOLINGS = ('mean', 'masked_mean', 'last', 'sum', 'final')
 # Overheads per RNN step and per RNN call in `length_groups`, in sequence-frames (CPU; bench/grouping.py).
 STEP_COST, CALL_COST = 2.0, 60.0
 
@@ -28,7 +28,9 @@ class LSTMEncoder(nn.Module):
     (with `motion`, frame differences x_t - x_{t-1} are appended as C more channels first).
     Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional): `mean` of all T outputs
     (official, padded frames included), `masked_mean` (only frames that are not all-zero padding),
-    `last` or `sum`. Official: unidirectional LSTM, no motion. The RNN keeps the official attribute
+    `last` (the output at frame T-1), `sum`, or `final`: the final state of each direction over the
+    real frames, concatenated (forward at the last real frame, backward at the first; Predict &
+    Cluster's read-out). Official: unidirectional LSTM, `mean`, no motion. The RNN keeps the official attribute
     name `bi_lstm` so state-dict keys match. `length_costs`: the cost model of `masked_mean`'s grouping.
     """
     length_costs = (STEP_COST, CALL_COST)
@@ -53,8 +55,8 @@ class LSTMEncoder(nn.Module):
         if self.motion:
             x = with_motion(x)
         seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, -1)  # (T, N, C*V*M)
-        if self.pooling == 'masked_mean':
-            return self._masked_mean(seq, real)
+        if self.pooling in ('masked_mean', 'final'):
+            return self._over_real_frames(seq, real)
         out, _ = self.bi_lstm(seq)  # (T, N, out_dim)
         if self.pooling == 'mean':
             return out.mean(0)
@@ -62,28 +64,38 @@ class LSTMEncoder(nn.Module):
             return out.sum(0)
         return out[-1]
 
-    def _masked_mean(self, seq, real):
-        """Mean of the outputs at real frames (N, out_dim).
+    def _over_real_frames(self, seq, real):
+        """`masked_mean` or `final` read-out (N, out_dim), computed without the padding that cannot matter.
 
         A forward-only RNN cannot be changed by padding after a sequence's end, so a sequence whose
         real frames come first needs only its first `length` frames; the others (a reversed view:
-        padding first; a bidirectional RNN) need all T. The batch is sorted by that number of frames
-        and split by `length_groups` into RNN calls that each run up to their longest sequence: the
-        same result with far fewer padded frames computed (oneDNN's fused LSTM stays in use; packed
-        sequences take a much slower CPU path).
+        padding first) need all T. The batch is sorted by that number of frames and split by
+        `length_groups` into RNN calls that each run up to their longest sequence: the same result
+        with far fewer padded frames computed (oneDNN's fused LSTM stays in use; packed sequences
+        take a much slower CPU path). A bidirectional RNN's backward direction must start at each
+        sequence's last real frame, so its calls group sequences that end at the same frame.
         """
         t = seq.shape[0]
+        steps = torch.arange(t, device=seq.device)
         lengths = real.sum(1)
-        trailing = (real == (torch.arange(t, device=seq.device)[None] < lengths[:, None])).all(1)
+        end = torch.where(real.any(1), t - real.flip(1).int().argmax(1), 1)  # (N,) up to the last real frame
         if self.bidirectional:
-            trailing[:] = False
-        needed = torch.where(trailing, lengths.clamp(min=1), t)
+            groups = [(torch.nonzero(end == e)[:, 0].tolist(), int(e)) for e in end.unique().tolist()]
+        else:
+            trailing = (real == (steps[None] < lengths[:, None])).all(1)
+            groups = length_groups(torch.where(trailing, lengths.clamp(min=1), t).tolist(), *self.length_costs)
         pooled, order = [], []
-        for group, longest in length_groups(needed.tolist(), *self.length_costs):
+        for group, longest in groups:
             group = torch.tensor(group, device=seq.device)
-            out, _ = self.bi_lstm(seq[:longest, group])
-            mask = real[group, :longest].t()[..., None].to(out.dtype)  # (T', n', 1)
-            pooled.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
+            out, _ = self.bi_lstm(seq[:longest, group])  # (T', n', out_dim)
+            if self.pooling == 'final':
+                rows = torch.arange(len(group), device=seq.device)
+                forward = out[end[group] - 1, rows, :self.hidden_size]
+                backward = out[real[group].int().argmax(1), rows, self.hidden_size:]  # first real frame
+                pooled.append(torch.cat([forward, backward], 1))
+            else:
+                mask = real[group, :longest].t()[..., None].to(out.dtype)  # (T', n', 1)
+                pooled.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
             order.append(group)
         return torch.cat(pooled)[torch.cat(order).argsort()]
 
@@ -110,6 +122,31 @@ def length_groups(frames, step_cost=STEP_COST, call_cost=CALL_COST):
     return groups[::-1]
 
 
+class ZeroInputDecoder(nn.Module):
+    """Regenerates a sequence from its feature alone (Predict & Cluster's decoder): a GRU whose
+    every input is zero, started from Linear(feature) as its hidden state, and Linear(state) -> a
+    frame. It never sees the sequence: (N, D), frames T -> (T, N, output_size)."""
+
+    def __init__(self, feature_dim, output_size, hidden_size):
+        super().__init__()
+        self.start = nn.Linear(feature_dim, hidden_size)
+        self.gru = nn.GRU(1, hidden_size)
+        self.frame = nn.Linear(hidden_size, output_size)
+
+    def forward(self, feature, frames):
+        zeros = feature.new_zeros(frames, feature.shape[0], 1)  # (T, N, 1)
+        out, _ = self.gru(zeros, self.start(feature)[None].contiguous())
+        return self.frame(out)
+
+
+def reconstruction_loss(decoded, x):
+    """Mean absolute error between decoded frames (T, N, C*V*M) and the sequence x (N, C, T, V, M),
+    over its real frames (not all-zero padding) only."""
+    target = x.permute(2, 0, 1, 3, 4).flatten(2)  # (T, N, C*V*M), the encoder's feature order
+    real = target.ne(0).any(2, keepdim=True).to(decoded.dtype)
+    return ((decoded - target).abs() * real).sum() / (real.sum() * target.shape[2]).clamp(min=1)
+
+
 class MomentumContrast(nn.Module):
     """MoCo-style contrast with a momentum (EMA) key encoder and a queue of negative keys.
 
@@ -122,13 +159,20 @@ class MomentumContrast(nn.Module):
     `gather_keys` (data-parallel runs) turns this process's keys into every process's keys before
     they are enqueued. `neighbour_positives` takes the queued key nearest to each key as the
     positive instead of the key itself (NNCLR's support set; official: off).
+    `recon_weight` > 0 adds a ZeroInputDecoder (trained with the query encoder) that regenerates the
+    clean sequence from the query's feature, its L1 error weighted into the loss; `consistency_weight`
+    adds the mean squared difference between the decodings of the query's and the key's features
+    (the key's as a fixed target). Official: neither.
     """
 
     def __init__(self, encoder, queue_size=16384, temperature=0.06, alpha=0.999, l2norm=False,
-                 gather_keys=None, head_dim=0, neighbour_positives=False):
+                 gather_keys=None, head_dim=0, neighbour_positives=False, recon_weight=0.0, consistency_weight=0.0):
         super().__init__()
         self.temperature, self.alpha, self.l2norm, self.gather_keys = temperature, alpha, l2norm, gather_keys
         self.neighbour_positives = neighbour_positives
+        self.recon_weight, self.consistency_weight = recon_weight, consistency_weight
+        self.decoder = (ZeroInputDecoder(encoder.out_dim, encoder.input_size, encoder.hidden_size)
+                        if recon_weight or consistency_weight else None)
         self.encoder_q = encoder
         dim = encoder.out_dim
         self.head_q = (nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, head_dim))
@@ -147,8 +191,12 @@ class MomentumContrast(nn.Module):
         return self
 
     def query_parameters(self):
-        """What SGD trains: the query encoder and its projection head."""
+        """The query encoder and its projection head, which the key side follows."""
         return [*self.encoder_q.parameters(), *self.head_q.parameters()]
+
+    def trained_parameters(self):
+        """What the optimiser trains: the query side and the decoder."""
+        return self.query_parameters() + ([] if self.decoder is None else list(self.decoder.parameters()))
 
     def key_parameters(self):
         return [*self.encoder_k.parameters(), *self.head_k.parameters()]
@@ -169,11 +217,15 @@ class MomentumContrast(nn.Module):
         self.queue[rows] = keys[-k:].to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + n) % k)
 
-    def forward(self, x_q, x_k):
-        """Views (N, C, T, V, M) x2 -> logits (N, 1+K) / temperature, labels (N,) all 0 (positive first)."""
-        q = self.head_q(self.encoder_q(x_q))  # (N, D)
+    def forward(self, x_q, x_k, clean=None):
+        """Views (N, C, T, V, M) x2 -> logits (N, 1+K) / temperature, labels (N,) all 0 (positive first);
+        with a decoder also the weighted reconstruction loss of `clean` (N, C, T, V, M), the sequence
+        the views were drawn from, as a third value."""
+        feature_q = self.encoder_q(x_q)
+        q = self.head_q(feature_q)  # (N, D)
         with torch.no_grad():
-            k = self.head_k(self.encoder_k(x_k))  # (N, D)
+            feature_k = self.encoder_k(x_k)
+            k = self.head_k(feature_k)  # (N, D)
         if self.l2norm:
             q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
         queue = self.queue.clone()  # (K, D), snapshot before this batch is enqueued
@@ -187,7 +239,15 @@ class MomentumContrast(nn.Module):
         logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         self._enqueue(self.gather_keys(k) if self.gather_keys else k)
-        return logits, labels
+        if self.decoder is None:
+            return logits, labels
+        decoded = self.decoder(feature_q, clean.shape[2])  # (T, N, C*V*M)
+        extra = self.recon_weight * reconstruction_loss(decoded, clean)
+        if self.consistency_weight:
+            with torch.no_grad():
+                target = self.decoder(feature_k, clean.shape[2])
+            extra = extra + self.consistency_weight * F.mse_loss(decoded, target)
+        return logits, labels, extra
 
 
 class LinearClassifier(nn.Module):

@@ -26,7 +26,7 @@ from runs import CheckpointError, load_checkpoint
 
 # What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
 INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
-ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', *INPUT)
+ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 'readout', *INPUT)
 # What an evaluation takes from its checkpoint: the data, how it was split, the encoder and its input.
 FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_view', 'seed', 'select', 'eval_split',
                    'val_seed', 'val_group', *ENCODER)
@@ -130,11 +130,16 @@ def encoder_options(group):
     add('--selected_frames', type=positive_int, help='frames the encoder sees; ' + per_dataset('frames'))
     add('--masked_mean', action=argparse.BooleanOptionalAction, default=False, help='corrected: average the RNN outputs over real frames only')
     add('--rnn', choices=['lstm', 'gru'], default='lstm', help='recurrent cell (official lstm)')
+    add('--readout', choices=['mean', 'last'], default='mean',
+        help='the feature: mean of the RNN outputs over time (official; over real frames with --masked_mean) '
+             'or last: the final state of each direction over the real frames, concatenated')
     add('--bidirectional', action=argparse.BooleanOptionalAction, default=False, help='bidirectional RNN (official: one direction)')
     add('--motion', action=argparse.BooleanOptionalAction, default=False, help='append frame differences to the input (official: no)')
-    add('--preprocess', choices=['none', 'body'], default='none',
-        help='body: first-frame body-centred, view- and scale-normalised, resampled to --selected_frames '
-             '(preprocess.py); none: the first frames, each centred on joint 1 (official)')
+    add('--preprocess', choices=['none', 'body', 'view'], default='none',
+        help='body: first-frame body-centred, view- and scale-normalised, resampled to --selected_frames; '
+             'view: first-frame hip-centred and view-normalised, min-max scaled to [-1, 1], every s-th frame '
+             '(at most --selected_frames, padded at the end; preprocess.py); none: the first frames, each '
+             'centred on joint 1 (official)')
     add('--sbu_true_depth', action=argparse.BooleanOptionalAction, default=False, help='corrected: SBU depth from z (official: from the normalised y)')
 
 
@@ -269,5 +274,5 @@ def resolve(parser, argv=None):
 def input_chain(opts):
     """The deterministic transform between a stored sequence and the encoder (after keeping
     `selected_frames` frames): the official per-frame centring on joint 1, or nothing where the
-    sequence is body-normalised already (preprocess.py)."""
-    return 'None' if opts['preprocess'] == 'body' else 'subtract'
+    sequence is normalised already (preprocess.py)."""
+    return 'subtract' if opts['preprocess'] == 'none' else 'None'

@@ -1,10 +1,18 @@
-"""Body-centred, view-normalised, fixed-length sequences: the input of the strong recipe (BEYOND §3).
+"""Body-centred, view-normalised sequences: the inputs of the strong recipes (`--preprocess body|view`).
 
 The official pipeline centres every frame on joint 1 (deleting global motion) and keeps the first
-T frames (cutting long actions, padding short ones with zeros). `normalise_split` instead, per
-sequence: subtracts the centre joint of the first frame (both persons alike), rotates so that the
-first frame's spine points along +y and its shoulders along x (view normalisation), divides by the
-mean spine length (scale), and resamples the real frames linearly to T frames (no padding left).
+T frames (cutting long actions, padding short ones with zeros). Both pipelines here fix one
+transform per sequence from its first frame and apply it to every frame and both persons alike:
+
+- `body` (`normalise_split`): origin at the first frame's centre joint, rotated so that its spine
+  points along +y and its shoulders along x, divided by the mean spine length, and the real frames
+  resampled linearly to T frames (no padding left).
+- `view` (`view_split`, the input pipeline of Predict & Cluster, CVPR 2020): origin at the first
+  frame's hip midpoint, rotated so that its spine points along +y and its hip-to-hip vector
+  (made orthogonal to the spine) along x, then each axis min-max scaled to [-1, 1] over the whole
+  sequence, and every s-th frame kept, s = ceil(length / T): at most T frames, the rest zero
+  padding at the end (the encoder masks it).
+
 Deterministic; arrays (N, C, T, V, M) float32 in and out.
 """
 import numpy as np
@@ -47,8 +55,7 @@ def normalise_body(data, lengths, body_joints):
     Padded frames (t >= length) and absent persons stay zero. (N, C, T, V, M) -> same shape.
     """
     centre, lower, upper = body_joints[:3]
-    present = np.abs(data).max(axis=(1, 3), keepdims=True) > 0  # (N, 1, T, 1, M)
-    present &= (np.arange(data.shape[2]) < lengths[:, None])[:, None, :, None, None]
+    present = present_mask(data, lengths)  # (N, 1, T, 1, M)
     origin = data[:, :, 0, centre, 0][:, :, None, None, None]
     rotation = body_axes(data[:, :, 0, :, 0], body_joints)
     out = np.einsum('nij,njtvm->nitvm', rotation, data - origin)
@@ -67,13 +74,68 @@ def resample_real_frames(data, lengths, frames):
     return augment.resample(torch.from_numpy(data), torch.from_numpy(pos), torch.from_numpy(last)).numpy()
 
 
-def normalise_split(data, body_joints, frames, chunk=2048):
-    """A whole split (N, C, T, V, M), memory-mapped or not, -> in-memory (N, C, frames, V, M) float32."""
+def present_mask(data, lengths):
+    """(N, C, T, V, M), (N,) -> (N, 1, T, 1, M) bool: real frames (t < length) of persons that are there."""
+    present = np.abs(data).max(axis=(1, 3), keepdims=True) > 0
+    return present & (np.arange(data.shape[2]) < lengths[:, None])[:, None, :, None, None]
+
+
+def view_minmax(data, lengths, body_joints, hip_joints):
+    """Origin at the first frame's hip midpoint (person 0), rotated to its spine (y) and hips (x),
+    then each axis min-max scaled to [-1, 1] over the real frames of the persons present (a flat
+    axis maps to 0). Padded frames and absent persons stay zero. (N, C, T, V, M) -> same shape."""
+    present = present_mask(data, lengths)
+    left, right = hip_joints
+    first = data[:, :, 0, :, 0]
+    origin = (first[:, :, left] + first[:, :, right]) / 2
+    rotation = body_axes(first, (None, *body_joints[1:3], left, right))
+    out = np.einsum('nij,njtvm->nitvm', rotation, data - origin[:, :, None, None, None])
+    big = np.finfo(np.float32).max
+    low = np.where(present, out, big).min(axis=(2, 3, 4), keepdims=True)
+    high = np.where(present, out, -big).max(axis=(2, 3, 4), keepdims=True)
+    span = high - low
+    scaled = np.where(span > 1e-8, 2 * (out - low) / np.where(span > 1e-8, span, 1) - 1, 0)
+    return np.where(present, scaled, 0).astype(np.float32)
+
+
+def subsample_real_frames(data, lengths, frames):
+    """Every s-th real frame, s = ceil(length / frames), from frame 0: ceil(length / s) <= frames
+    frames, zero padded at the end. (N, C, T, V, M), (N,) -> (N, C, frames, V, M) float32."""
+    out = np.zeros(data.shape[:2] + (frames,) + data.shape[3:], dtype=np.float32)
+    for i, length in enumerate(lengths):
+        kept = data[i, :, :length:-(-length // frames)]
+        out[i, :, :kept.shape[1]] = kept
+    return out
+
+
+def _each_chunk(data, frames, transform, chunk=2048):
+    """A whole split (N, C, T, V, M), memory-mapped or not, through transform(part, lengths) chunk by
+    chunk -> in-memory (N, C, frames, V, M) float32."""
     out = np.empty((len(data), data.shape[1], frames) + data.shape[3:], dtype=np.float32)
     for start in range(0, len(data), chunk):
         part = np.asarray(data[start:start + chunk], dtype=np.float32)
         if isinstance(data, np.memmap):  # in-memory arrays were checked when their files were parsed
             check_values(part, data.filename, PLAUSIBLE['metres'], ('sample', None, 'frame'), start)
-        lengths = valid_lengths(part)
-        out[start:start + chunk] = resample_real_frames(normalise_body(part, lengths, body_joints), lengths, frames)
+        out[start:start + chunk] = transform(part, valid_lengths(part))
     return out
+
+
+def normalise_split(data, body_joints, frames):
+    """`body`: a whole split -> (N, C, frames, V, M) body-normalised, real frames resampled to `frames`."""
+    return _each_chunk(data, frames, lambda part, lengths: resample_real_frames(
+        normalise_body(part, lengths, body_joints), lengths, frames))
+
+
+def view_split(data, body_joints, hip_joints, frames):
+    """`view`: a whole split -> (N, C, frames, V, M) view-normalised, min-max scaled, subsampled."""
+    return _each_chunk(data, frames, lambda part, lengths: subsample_real_frames(
+        view_minmax(part, lengths, body_joints, hip_joints), lengths, frames))
+
+
+def preprocess_split(data, preprocess, preset, frames):
+    """The --preprocess pipeline of a split: 'none' leaves it as stored."""
+    if preprocess == 'body':
+        return normalise_split(data, preset['body_joints'], frames)
+    if preprocess == 'view':
+        return view_split(data, preset['body_joints'], preset['hip_joints'], frames)
+    return data

@@ -36,6 +36,12 @@ def parse_option(argv=None):
     group.add_argument('--head_dim', type=natural_int, default=0, help='MLP projection head output size (0: none, official)')
     group.add_argument('--positive', choices=['key', 'neighbour'], default='key',
                        help="the positive of a query: its key (official) or the queued key nearest to it (NNCLR)")
+    group.add_argument('--recon_weight', type=non_negative_float, default=0.0,
+                       help='weight of the L1 error of a zero-input GRU decoder that regenerates the clean sequence '
+                            'from the query feature (0: none, official)')
+    group.add_argument('--recon_consistency', type=non_negative_float, default=0.0,
+                       help="weight of the squared difference between the decodings of the query's and the key's "
+                            'features (0: none, official)')
     group.add_argument('--aug1', default='subtract_randomFlip_shear', type=options.augmentation_chain,
                        help='query-view augmentation chain (augment.AUGMENTATIONS)')
     group.add_argument('--aug2', default='subtract_randomFlip_shear', type=options.augmentation_chain,
@@ -44,7 +50,8 @@ def parse_option(argv=None):
                        help='batch: whole batches on the training device (fast); sample: per sample in the '
                             'DataLoader (the official way); same distributions (torch, numpy: old names)')
     group = parser.add_argument_group('optimisation')
-    group.add_argument('--epochs', type=positive_int, default=60, help='update epochs after the warm-up')
+    group.add_argument('--epochs', type=natural_int, default=60,
+                       help='update epochs after the warm-up (0: evaluate the randomly initialised encoder)')
     group.add_argument('--warmup_epochs', type=natural_int, default=1, help='queue-only epochs, no update (official 1)')
     group.add_argument('--batch_size', type=positive_int, help=per_dataset('batch_size'))
     group.add_argument('--optimizer', choices=['sgd', 'adam'], default='sgd', help='pretraining optimiser')
@@ -86,7 +93,8 @@ def main(opts):
         torch.distributed.destroy_process_group()
         if rank > 0:
             return None
-    eval_path = run.out / f'ckpt_epoch_{opts.warmup_epochs + opts.epochs if opts.eval_final else opts.epochs}.pth'
+    total = opts.warmup_epochs + opts.epochs
+    eval_path = run.out / f'ckpt_epoch_{total if opts.eval_final or not opts.epochs else opts.epochs}.pth'
     run.log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
     result, features = evaluate_frozen(encoder, splits, groups, opts, device, run.log, run.out)

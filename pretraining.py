@@ -13,16 +13,17 @@ import distributed
 from dataset import PRESETS, SkeletonDataset, loader
 from model import LSTMEncoder, MomentumContrast
 from options import milestones
-from runs import CheckpointError, MetricsLog, load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
+from runs import CheckpointError, MetricsLog, RunError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from training import TrainingDiverged, adjust_learning_rate, make_optimizer, means, train_one_epoch
 
 RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
 # Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
 MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
               'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
-              'eval_split', 'val_seed', 'val_group')
+              'eval_split', 'val_seed', 'val_group', 'readout', 'recon_weight', 'recon_consistency')
 BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion=False, head_dim=0, eval_split='test',
-                      val_seed=1, val_group=None)  # what checkpoints written before these options existed used
+                      val_seed=1, val_group=None, readout='mean', recon_weight=0.0,
+                      recon_consistency=0.0)  # what checkpoints written before these options existed used
 
 
 def non_finite(state):
@@ -34,8 +35,9 @@ def build_encoder(opts):
     """The LSTMEncoder of resolved options (a Namespace or a checkpoint's options dict)."""
     opts = opts if isinstance(opts, dict) else vars(opts)
     preset = PRESETS[opts['dataset']]
-    return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'],
-                       'masked_mean' if opts.get('masked_mean') else 'mean', opts.get('rnn', 'lstm'),
+    pooling = 'final' if opts.get('readout', 'mean') == 'last' else 'masked_mean' if opts.get('masked_mean') else 'mean'
+    return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'], pooling,
+                       opts.get('rnn', 'lstm'),
                        opts.get('bidirectional', False), opts.get('motion', False))
 
 
@@ -60,11 +62,13 @@ def load_encoder(ckpt, path):
 class Views:
     """Batch from the DataLoader -> (query, key) views on the device. With --aug_backend sample the
     DataLoader made them per sample already; with batch they are drawn here for the whole batch
-    from a generator on the device, seeded per epoch."""
+    from a generator on the device, seeded per epoch. `clean(batch)`: the encoder's input without
+    augmentation (the reconstruction target; batch backend only)."""
 
     def __init__(self, opts, device):
         self.device, self.per_sample = device, opts.aug_backend == 'sample'
         self.views = augment.TwoViews(*(augment.build_transform(a, opts.selected_frames) for a in (opts.aug1, opts.aug2)))
+        self.input = augment.build_transform(opts.input_chain, opts.selected_frames)
         self.generator = torch.Generator(device)
 
     def dataset_transform(self):
@@ -79,6 +83,9 @@ class Views:
         if self.per_sample:
             return tuple(v.to(self.device, non_blocking=True) for v in x)
         return self.views(x.to(self.device, non_blocking=True), self.generator)
+
+    def clean(self, x):
+        return self.input(x.to(self.device, non_blocking=True), None)
 
 
 def autocast_dtype(name, device, log):
@@ -149,9 +156,15 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
     """Epochs 1..warmup_epochs+epochs with checkpoints (written by rank 0); the checkpoints are the result."""
     model = MomentumContrast(build_encoder(opts), opts.nce_k, opts.nce_t, opts.alpha, opts.l2norm,
                              distributed.all_gather_keys if world > 1 else None, opts.head_dim,
-                             opts.positive == 'neighbour').to(device)
+                             opts.positive == 'neighbour', opts.recon_weight, opts.recon_consistency).to(device)
+    decoding = model.decoder is not None
+    if decoding and opts.aug_backend == 'sample':
+        raise RunError("--recon_weight / --recon_consistency need --aug_backend batch (the clean sequence is the target)")
+    if opts.warmup_epochs + opts.epochs == 0:
+        raise RunError("--warmup_epochs 0 --epochs 0: nothing to run (--epochs 0 with a warm-up epoch evaluates "
+                       "the randomly initialised encoder)")
     ddp = distributed.wrap(model) if world > 1 else model
-    optimizer = make_optimizer(opts.optimizer, model.query_parameters(), opts.learning_rate, opts.momentum,
+    optimizer = make_optimizer(opts.optimizer, model.trained_parameters(), opts.learning_rate, opts.momentum,
                                opts.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=opts.amp == 'fp16')
     amp = autocast_dtype(opts.amp, device, log)
@@ -176,7 +189,7 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
         def forward(batch):
             x_q, x_k = views(batch[0])
             with torch.autocast(x_q.device.type, amp or torch.float32, enabled=amp is not None):
-                return ddp(x_q, x_k)
+                return ddp(x_q, x_k, views.clean(batch[0])) if decoding else ddp(x_q, x_k)
         model.train()
         try:
             sums, step = train_one_epoch(forward, data, optimizer, f'pretrain {epoch}/{total}', opts.quiet or rank > 0,

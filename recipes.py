@@ -33,6 +33,31 @@ LEVERS = [
     # round 4: a wider encoder (N-UCLA's preset is 256 x 1, SBU's 128 x 2)
     ('+ hidden size 512', dict(hidden_units=512)),
 ]
+# The multi-seed screening (ablation.py --stage screen): each row is options added to strong1, run on
+# both N-UCLA validation views with several seeds and compared pair by pair with strong1 itself.
+# First the recurrent peers' ingredients (Predict & Cluster's input pipeline and read-out, a
+# zero-input reconstruction decoder beside the contrast, a consistency term), singly and together;
+# then strong1's own steps, each undone or changed, so that every step rests on this validation.
+VIEW_INPUT = dict(preprocess='view')
+RECON = dict(recon_weight=1.0)
+CONSISTENCY = dict(recon_weight=1.0, recon_consistency=1.0)
+SCREEN = [
+    ('strong1', {}),
+    ('+ view input (first-frame hips and spine, min-max, every s-th frame)', VIEW_INPUT),
+    ('+ final-state read-out', dict(readout='last')),
+    ('+ reconstruction (zero-input decoder, L1 x 1)', RECON),
+    ('+ reconstruction + consistency (x 1)', CONSISTENCY),
+    ('+ all four ingredients', dict(VIEW_INPUT, readout='last', **CONSISTENCY)),
+    LEVERS[1],  # random rotation
+    ('without body input (first 50 frames, centred on joint 1)', dict(preprocess='none')),
+    ('without crop-resize (shear only)', dict(aug1='shear:0.5', aug2='shear:0.5')),
+    ('without projection head', dict(head_dim=0)),
+    LEVERS[9],  # temperature 0.2
+    ('SGD lr 0.01 (official optimiser)', dict(optimizer='sgd', learning_rate=0.01)),
+    LEVERS[6],  # without motion input
+    ('60 update epochs (decay at 30)', dict(epochs=60, lr_decay_epochs='30')),
+    ('30 frames', dict(selected_frames=30)),
+]
 # strong: strong1 plus the lever that N-UCLA's cross-view validation chose (ablation.py; no SBU label
 # was used for this choice; SBU's nested selection is reported beside it in results/ablation).
 STRONG = dict(STRONG1, **LEVERS[1][1])

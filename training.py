@@ -39,7 +39,8 @@ def accuracy(logits, target, topk=(1, 5)):
 
 def train_one_epoch(forward, batches, optimizer, desc, quiet, update=True, scaler=None, after_step=None, step=0,
                     loss_scale=None):
-    """One pass: forward(batch) -> (logits (N, K), labels (N,)), cross-entropy loss; with `update`
+    """One pass: forward(batch) -> (logits (N, K), labels (N,)[, extra loss]), cross-entropy loss (plus
+    the extra loss, e.g. pretraining's reconstruction, where forward returns one); with `update`
     a step of `optimizer` (through the GradScaler `scaler` if given), then after_step().
     `loss_scale(n)` multiplies the loss before backward (data-parallel runs). A non-finite loss stops
     the run (TrainingDiverged, naming the step). Returns (sums of loss, target logit, hits and
@@ -48,8 +49,10 @@ def train_one_epoch(forward, batches, optimizer, desc, quiet, update=True, scale
     bar = tqdm(batches, desc=desc, leave=False, disable=quiet)
     for i, batch in enumerate(bar):
         with torch.set_grad_enabled(update):
-            logits, labels = forward(batch)
+            logits, labels, *extra = forward(batch)
             loss = F.cross_entropy(logits.float(), labels)
+            if extra:
+                loss = loss + extra[0].float()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         if update:

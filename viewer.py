@@ -109,8 +109,7 @@ def main(opts):
         raise DataError(f"--index {opts.index}: the {opts.split} split has {len(labels)} samples")
     x = np.asarray(data[opts.index:opts.index + 1], dtype=np.float32)
     stored = torch.from_numpy(x[:, :, :opts.selected_frames])
-    if opts.preprocess == 'body':
-        x = preprocess.normalise_split(x, PRESETS[opts.dataset]['body_joints'], opts.selected_frames)
+    x = preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames)
     g = torch.Generator().manual_seed(opts.seed)
     rows = [stored] + [augment.build_transform(chain, opts.selected_frames)(torch.from_numpy(x), g)
                        for chain in [opts.input_chain] + [opts.aug1] * opts.views]

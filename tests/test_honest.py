@@ -126,6 +126,34 @@ def test_body_normalisation_axes_scale_and_padding(data_root, cache_dir):
     np.testing.assert_allclose(fixed[:, :, -1], out[np.arange(len(out)), :, lengths - 1], atol=1e-5)
 
 
+def test_view_input_hips_spine_axes_minmax_and_stride(data_root, cache_dir):
+    x, _ = load_split('ucla', data_root, 'val', test_view=3, cache_dir=cache_dir)
+    x = np.asarray(x[:40])
+    lengths = preprocess.valid_lengths(x)
+    preset = PRESETS['ucla']
+    _, lower, upper, _, _ = preset['body_joints']
+    left, right = preset['hip_joints']
+    out = preprocess.view_minmax(x, lengths, preset['body_joints'], preset['hip_joints'])
+    # the first frame's spine points along +y and its hips along +x (z = 0), before min-max per axis
+    rotation = preprocess.body_axes(x[:, :, 0, :, 0], (None, lower, upper, left, right))
+    first = np.einsum('nij,njv->niv', rotation, x[:, :, 0, :, 0])
+    spine, hips = first[:, :, upper] - first[:, :, lower], first[:, :, left] - first[:, :, right]
+    assert (spine[:, 1] > 0).all() and (hips[:, 0] > 0).all()
+    np.testing.assert_allclose(hips[:, [1, 2]][:, 1], 0, atol=1e-4)
+    real = np.arange(x.shape[2]) < lengths[:, None]
+    for n in range(len(x)):  # every axis spans exactly [-1, 1] over the real frames; padding stays zero
+        seq = out[n][:, real[n]]
+        np.testing.assert_allclose(seq.min(axis=(1, 2, 3)), -1, atol=1e-5)
+        np.testing.assert_allclose(seq.max(axis=(1, 2, 3)), 1, atol=1e-5)
+        assert not out[n][:, ~real[n]].any()
+    fixed = preprocess.subsample_real_frames(out, lengths, 50)
+    for n, length in enumerate(lengths):
+        stride = -(-length // 50)
+        kept = -(-length // stride)
+        assert kept <= 50 and not fixed[n, :, kept:].any()
+        np.testing.assert_array_equal(fixed[n, :, :kept], out[n, :, :length:stride])
+
+
 def test_two_person_normalisation_uses_the_first_person():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 10, 15, 2)).astype(np.float32)

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import PRESETS
-from model import LSTMEncoder, MomentumContrast, length_groups
+from model import LSTMEncoder, MomentumContrast, length_groups, reconstruction_loss
 from options import milestones
 from training import adjust_learning_rate, train_one_epoch
 
@@ -152,15 +152,57 @@ def test_masked_mean_skips_trailing_padding_with_the_same_result(bidirectional, 
         x_in = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
     else:
         x_in = x
-    out, _ = enc.bi_lstm(x_in.permute(2, 0, 1, 3, 4).reshape(30, 11, -1))
-    mask = real.t()[..., None].float()
-    padded = (out * mask).sum(0) / mask.sum(0)
+    seq = x_in.permute(2, 0, 1, 3, 4).reshape(30, 11, -1)
+    if bidirectional:  # the backward direction starts at each sequence's last real frame
+        end = [30 - int(r.flip(0).int().argmax()) for r in real]
+        padded = torch.stack([enc.bi_lstm(seq[:e, i:i + 1])[0][:, 0][real[i, :e]].mean(0) for i, e in enumerate(end)])
+    else:
+        out, _ = enc.bi_lstm(seq)
+        mask = real.t()[..., None].float()
+        padded = (out * mask).sum(0) / mask.sum(0)
     grouped = enc(x)
     torch.testing.assert_close(grouped, padded, rtol=1e-5, atol=1e-6)
     weights = list(enc.parameters())
     for g_grouped, g_padded in zip(torch.autograd.grad(grouped.square().sum(), weights),
                                    torch.autograd.grad(padded.square().sum(), weights)):
         torch.testing.assert_close(g_grouped, g_padded, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('bidirectional, layers', [(False, 1), (True, 1), (True, 2)])
+def test_final_readout_takes_each_directions_last_real_step_on_padded_batches(bidirectional, layers):
+    torch.manual_seed(0)
+    enc = LSTMEncoder(6, 5, layers, 'final', cell='gru', bidirectional=bidirectional)
+    x = torch.randn(7, 3, 12, 2, 1)
+    lengths = [12, 3, 7, 1, 12, 9, 5]
+    for i, length in enumerate(lengths):
+        x[i, :, length:] = 0
+    got = enc(x)
+    assert got.shape == (7, 5 * (2 if bidirectional else 1))
+    for i, length in enumerate(lengths):  # each sequence alone, without its padding
+        _, h_n = enc.bi_lstm(x[i:i + 1, :, :length].permute(2, 0, 1, 3, 4).reshape(length, 1, -1))
+        final = torch.cat(list(h_n[-(2 if bidirectional else 1):, 0]))  # last layer: forward, backward
+        torch.testing.assert_close(got[i], final, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_input_decoder_never_sees_the_sequence_and_reconstruction_adds_to_the_loss():
+    torch.manual_seed(0)
+    model = MomentumContrast(LSTMEncoder(6, 8), queue_size=16, recon_weight=0.5, consistency_weight=0.1)
+    inputs = []
+    model.decoder.gru.register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+    x = torch.randn(4, 3, 10, 2, 1)
+    x[0, :, 6:] = 0
+    logits, labels, extra = model(x, x, x)
+    assert all(i.abs().max() == 0 for i in inputs) and extra.item() > 0  # zero inputs; the key's decoding too
+    assert [p.shape for p in model.trained_parameters()][-len(list(model.decoder.parameters())):] == \
+        [p.shape for p in model.decoder.parameters()]
+    decoded = model.decoder(model.encoder_q(x), 10)  # (T, N, C*V*M): depends on the feature alone
+    torch.testing.assert_close(decoded, model.decoder(model.encoder_q(x).clone(), 10))
+    target = x.permute(2, 0, 1, 3, 4).flatten(2)
+    real = torch.ones(10, 4, 1)
+    real[6:, 0] = 0  # sequence 0's padding is not reconstructed
+    expected = ((decoded - target).abs() * real).sum() / (real.sum() * 6)
+    torch.testing.assert_close(reconstruction_loss(decoded, x), expected)
+    assert len(MomentumContrast(LSTMEncoder(6, 8), 16)(x, x)) == 2  # no decoder (official): logits, labels
 
 
 def test_length_groups_cover_every_sequence_once_and_split_only_where_it_pays():
