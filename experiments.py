@@ -13,13 +13,14 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from runs import write_json
+from runs import RunError, Stopped, write_json
 
 ROOT = Path(__file__).resolve().parent
 PRETRAIN = 'pretrain_and_linEval.py'
@@ -37,33 +38,74 @@ def load(path):
     return json.loads(Path(path).read_text())
 
 
-def execute(run, out, runs_dir, threads, model_path, keep_history):
-    """Run one command as a subprocess (in the repository, `threads` CPU threads); record and return its results."""
+class Jobs:
+    """The child processes of a run_all, so that a stop ends them all and starts nothing more."""
+
+    def __init__(self):
+        self.stopping, self.children, self.lock = threading.Event(), set(), threading.Lock()
+
+    def run(self, command, env):
+        """Run command to its end (CompletedProcess); Stopped if the runner is stopping."""
+        with self.lock:
+            if self.stopping.is_set():
+                raise Stopped()
+            child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+            self.children.add(child)
+        try:
+            stdout, stderr = child.communicate()
+        finally:
+            with self.lock:
+                self.children.discard(child)
+        if self.stopping.is_set():
+            raise Stopped()
+        return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+    def stop(self):
+        """Start nothing more; ask every running child to stop (SIGTERM) and wait for it."""
+        with self.lock:
+            self.stopping.set()
+            children = list(self.children)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+
+
+def execute(run, out, runs_dir, threads, model_path, keep_history, jobs, record=True):
+    """Run one command as a subprocess (in the repository, `threads` CPU threads) and return its
+    results; with `record`, also write them as <out>/<name>.json."""
     run_dir = Path(os.path.relpath(Path(runs_dir).resolve() / run.name, ROOT))
     command = [sys.executable, run.script, *(a.replace('{model_path}', str(model_path)) for a in run.argv),
                '--out_dir', str(run_dir), '--quiet', '--no_plots', '--threads', str(threads)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = jobs.run(command, env)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        said = (done.stderr.strip() or done.stdout.strip() or 'no output').splitlines()[-1]
+        raise RunError(f"python {' '.join(command[1:])} failed: {said}")
     result = load(ROOT / run_dir / 'results.json')
     if not keep_history:
         result = {k: v for k, v in result.items() if k not in ('history', 'finetune_history', 'probe_predictions')}
-    (Path(out) / run.name).parent.mkdir(parents=True, exist_ok=True)
-    write_json(result, Path(out) / f'{run.name}.json')
+    if record:
+        (Path(out) / run.name).parent.mkdir(parents=True, exist_ok=True)
+        write_json(result, Path(out) / f'{run.name}.json')
     return result
 
 
-def run_job(job, out, runs_dir, threads, todo, keep_history):
+def run_job(job, out, runs_dir, threads, todo, keep_history, jobs):
     """The runs of one job in order; those not in `todo` are read from their records, except a
-    pretraining run whose checkpoint a later run needs and that is gone."""
+    pretraining run whose checkpoint a later run needs and that is gone: that one is run again for
+    its checkpoint, and its record is left as it was."""
     needs_checkpoint = any('{model_path}' in ' '.join(run.argv) for run in todo)
     model_path = None
     for run in job:
         record = Path(out) / f'{run.name}.json'
-        redo = run in todo or (run.script == PRETRAIN and needs_checkpoint
-                               and not (ROOT / load(record).get('model_path', '-')).is_file())
-        result = execute(run, out, runs_dir, threads, model_path, keep_history) if redo else load(record)
+        if run in todo:
+            result = execute(run, out, runs_dir, threads, model_path, keep_history, jobs)
+        elif run.script == PRETRAIN and needs_checkpoint and not (ROOT / load(record).get('model_path', '-')).is_file():
+            result = execute(run, out, runs_dir, threads, model_path, keep_history, jobs, record=False)
+        else:
+            result = load(record)
         model_path = result.get('model_path', model_path)
     return job
 
@@ -80,7 +122,9 @@ def recorded_seconds(out, jobs):
 
 
 def run_all(jobs, out, runs_dir, workers=1, threads=1, force=False, keep_history=True):
-    """Do every job's unrecorded runs, `workers` jobs side by side with `threads` threads each."""
+    """Do every job's unrecorded runs, `workers` jobs side by side with `threads` threads each. A
+    failing run is named in one line and the other jobs go on; Ctrl-C / SIGTERM stops every run and
+    starts nothing more (the records written so far stay; the same call continues)."""
     todo = {run for job in jobs for run in job if force or not (Path(out) / f'{run.name}.json').exists()}
     total = sum(len(job) for job in jobs)
     if len(todo) < total:
@@ -90,14 +134,33 @@ def run_all(jobs, out, runs_dir, workers=1, threads=1, force=False, keep_history
     known = recorded_seconds(out, jobs)
     cost = {id(job): sum(known.get(r.kind, 0) for r in job if r in todo) for job in jobs}
     jobs.sort(key=lambda job: -cost[id(job)])  # longest first, so that side-by-side workers finish together
-    unknown = any(r.kind not in known for r in todo)
+    untimed = sum(r.kind not in known for r in todo)
     print(f"{len(todo)} runs in {len(jobs)} jobs, {workers} side by side x {threads} threads; estimated "
-          f"{'over ' if unknown else ''}{sum(cost.values()) / 60 / workers:.0f} min (recorded run times)", flush=True)
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit='job') as bar:
-        futures = [pool.submit(run_job, job, out, runs_dir, threads, todo & set(job), keep_history) for job in jobs]
-        for future in as_completed(futures):
-            bar.update()
-            bar.write(f"done: {future.result()[-1].name}")
+          f"{sum(cost.values()) / 60 / workers:.0f} min from recorded run times"
+          + (f", plus {untimed} runs of kinds never timed here" if untimed else ''), flush=True)
+    children, failed = Jobs(), []
+    pool = ThreadPoolExecutor(workers)
+    try:
+        with tqdm(total=len(jobs), unit='job') as bar:
+            futures = [pool.submit(run_job, job, out, runs_dir, threads, todo & set(job), keep_history, children)
+                       for job in jobs]
+            for future in as_completed(futures):
+                bar.update()
+                try:
+                    bar.write(f"done: {future.result()[-1].name}")
+                except RunError as err:
+                    failed.append(str(err))
+                    bar.write(f"failed: {err}")
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        children.stop()
+        recorded = sum((Path(out) / f'{run.name}.json').exists() for run in todo)
+        raise Stopped(f"{recorded} of the {len(todo)} runs to do are recorded in {out}/; the same command "
+                      "continues with the rest") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        raise RunError(f"{len(failed)} of {len(jobs)} jobs failed (the others' records are kept); the first: {failed[0]}")
 
 
 def mean_std(values, digits=2):

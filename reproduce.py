@@ -76,11 +76,21 @@ MARGINS = [('probe_top1', 'learned − raw, L-BFGS'), ('knn_selected_top1', 'lea
 
 
 def per_seed(records, key):
-    """One value per seed: the record's, or for SBU the mean over its 5 folds."""
+    """One value per seed: the record's, or for SBU the mean over its 5 folds; a seed whose folds
+    are not all recorded gives none (`missing` names those runs)."""
     by_seed = {}
     for record in records:
         by_seed.setdefault(record['seed'], []).append(record.get(key))
-    return [statistics.mean(v) if None not in v else None for v in by_seed.values()]
+    folds = max(map(len, by_seed.values()), default=0)
+    return [statistics.mean(v) if None not in v else None for v in by_seed.values() if len(v) == folds]
+
+
+def missing(out, protocol, config, evaluation, seeds):
+    """The record names of one table row that are not in `out` (every split of every seed asked for;
+    the raw floor: the first seed only)."""
+    seeds = seeds[:1] if evaluation == 'raw' else seeds
+    return [name for seed in seeds for _, _, split in PROTOCOLS[protocol]
+            if not (Path(out) / (name := f'{protocol}/{config}/{split}-seed{seed}-{evaluation}.json')).exists()]
 
 
 def markdown(rows):
@@ -104,13 +114,15 @@ HEADLINE = ['protocol', 'recipe', 'best epoch (test-selected)', 'SGD last epoch'
             'supervised (last epoch)']
 
 
-def summarise(out, readme=None):
+def summarise(out, readme=None, seeds=(1, 2, 3)):
     """Write <out>/README.md: mean ± std over seeds (SBU: of each seed's 5-fold mean), the margin of
     the learned features over the raw-input floor of the same input, and the SBU folds; and the
-    headline table between the markers of `readme`."""
+    headline table between the markers of `readme`. A row whose runs are not all recorded (every
+    fold of `seeds`) averages its complete seeds and names the missing runs."""
     out = Path(out)
     header = ['protocol', 'recipe', 'evaluation', *(label for _, label in COLUMNS + MARGINS), 'seeds', 's / run']
     rows, folds, commands, everything, heads, minutes = [header], [], {}, [], [HEADLINE], dict.fromkeys(CONFIGS, 0)
+    incomplete = {}
     for protocol in PROTOCOLS:
         for config in CONFIGS:
             records = {e: [load(p) for p in sorted((out / protocol / config).glob(f'*-seed*-{e}.json'))]
@@ -123,12 +135,18 @@ def summarise(out, readme=None):
                 minutes[config] += sum(r['seconds'] for r in runs) / 60
                 commands.setdefault((config, evaluation), runs[0]['provenance']['process_command'])
                 margins = [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(runs, key)])
-                           if evaluation == 'linear' and raw else '' for key, _ in MARGINS]
+                           if evaluation == 'linear' and per_seed(raw, key) else '' for key, _ in MARGINS]
+                absent = missing(out, protocol, config, evaluation, list(seeds))
+                incomplete.update({name: f'{protocol} {config}' for name in absent})
                 rows.append([protocol, config, evaluation, *(mean_std(per_seed(runs, key)) for key, _ in COLUMNS),
-                             *margins, str(len(per_seed(runs, 'seed'))) + (' × 5 folds' if protocol == 'sbu' else ''),
+                             *margins, str(len(per_seed(runs, 'seed'))) + (' × 5 folds' if protocol == 'sbu' else '')
+                             + (f' (missing: {len(absent)} runs)' if absent else ''),
                              f"{statistics.mean(r['seconds'] for r in runs):.0f}"])
             if records['linear']:
                 heads.append(headline(records, protocol, config))
+                if any(row == f'{protocol} {config}' for row in incomplete.values()):
+                    heads[-1][1] += ' (incomplete, see results/README.md)'
+
             for run in (r for r in records['linear'] if protocol == 'sbu'):
                 folds.append([f"fold{run['options']['fold']}", config, f"seed {run['seed']}",
                               *(mean_std([run.get(key)]) for key, _ in COLUMNS)])
@@ -164,7 +182,7 @@ fixed by the seed (the others), at least one per class.
 
 {table}
 
-## SBU linear evaluation per fold
+{incomplete_text(incomplete)}## SBU linear evaluation per fold
 
 {fold_table}
 
@@ -177,6 +195,14 @@ fixed by the seed (the others), at least one per class.
         before, rest = Path(readme).read_text().split(MARKERS[0], 1)
         Path(readme).write_text(before + MARKERS[0] + '\n' + markdown(heads) + '\n' + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
     return text
+
+
+def incomplete_text(incomplete):
+    """The paragraph naming the runs that rows of the table lack ('' when none does)."""
+    if not incomplete:
+        return ''
+    return ('**Incomplete rows** average only their complete seeds; these runs are not recorded: '
+            + ', '.join(f'`{name}`' for name in sorted(incomplete)) + '.\n\n')
 
 
 MARKERS = ('<!-- reproduce.py --summary writes this table -->', '<!-- end of the table -->')
@@ -208,7 +234,7 @@ def main(argv=None):
         experiments.run_all(plan(args), args.out, args.runs, args.jobs,
                             args.threads or max(1, available_cpus() // args.jobs), args.force)
     committed = Path(args.out).resolve() == experiments.ROOT / 'results'
-    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None))
+    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None, args.seeds))
 
 
 if __name__ == '__main__':

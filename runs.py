@@ -2,10 +2,12 @@
 folder with its lock, provenance, plain-text logs, metrics.csv, atomic checkpoints and JSON, and
 the start and end of every run (`start_run`, `finish_run`)."""
 import csv
+import errno
 import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -25,10 +27,41 @@ class RunError(RuntimeError):
     """A run cannot go on (its folder is taken, its state is not finite, ...); the message says why."""
 
 
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run stops at once, keeping what it saved; `note` says what (else stop_note())."""
+
+    def __init__(self, note=None):
+        super().__init__(note)
+        self.note = note
+
+
+def _stop(signum, frame):
+    raise Stopped()
+
+
+def stop_note():
+    """What a stopped run kept, and the command that continues it."""
+    out = next(reversed(_LOCKS), None)
+    if out is None or not (Path(out) / 'last.pth').is_file():
+        return 'nothing was saved; run the same command again'
+    argv, keep = sys.argv[1:], []
+    while argv:  # the command as given, less its own --out_dir / --resume
+        arg = argv.pop(0)
+        if arg in ('--out_dir', '--resume'):
+            argv = argv[1:]
+        elif not arg.startswith(('--out_dir=', '--resume=')):
+            keep.append(arg)
+    epoch = load_checkpoint(Path(out) / 'last.pth').get('epoch')
+    return (f"epoch {epoch} is saved in {Path(out) / 'last.pth'}; continue with: python {Path(sys.argv[0]).name} "
+            + ' '.join(keep + ['--out_dir', os.path.relpath(out), '--resume', 'auto']))
+
+
 def cli(main, parse):
     """Run a script's main(parse()) and turn every expected failure into one line on stderr and exit
-    status 1 (no traceback): data, checkpoint and run errors, and OS errors, named by their file."""
+    status 1 (no traceback): data, checkpoint and run errors, and OS errors, named by their file.
+    Ctrl-C and SIGTERM stop it with one line saying what was kept (exit status 130)."""
     from data import DataError
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return main(parse())
     except (DataError, CheckpointError, RunError) as err:
@@ -36,6 +69,11 @@ def cli(main, parse):
     except OSError as err:  # permission denied, disk full, a folder where a file should be, ...
         where = f"{err.filename}: " if err.filename else ''
         sys.exit(f"error: {where}{err.strerror or err}")
+    except KeyboardInterrupt as err:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the note
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(f"stopped: {getattr(err, 'note', None) or stop_note()}", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def set_seed(seed, deterministic=False):
@@ -149,9 +187,11 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch's writer reports a failed write as a RuntimeError
         tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"{err.strerror or err}; nothing written, the previous file is kept", str(path)) from None
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0][:200]
+        raise OSError(getattr(err, 'errno', None) or errno.EIO, f"{reason}; nothing written, the previous file is "
+                      "kept", str(path)) from None
     os.replace(tmp, path)
 
 
