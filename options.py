@@ -276,3 +276,10 @@ def input_chain(opts):
     `selected_frames` frames): the official per-frame centring on joint 1, or nothing where the
     sequence is normalised already (preprocess.py)."""
     return 'subtract' if opts['preprocess'] == 'none' else 'None'
+
+
+def view_chain(opts, augmentation):
+    """A pretraining view: the encoder's input chain (`input_chain`), then the augmentation chain, so
+    that the views and the evaluation input are centred alike whatever --preprocess is (centring
+    twice is centring once: the official chains, which start with 'subtract', are unchanged)."""
+    return '_'.join(c for c in (opts.input_chain, augmentation) if c not in ('None', '')) or 'None'

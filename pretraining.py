@@ -12,7 +12,7 @@ import augment
 import distributed
 from dataset import PRESETS, SkeletonDataset, loader
 from model import LSTMEncoder, MomentumContrast
-from options import milestones
+from options import milestones, view_chain
 from runs import CheckpointError, MetricsLog, RunError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from training import TrainingDiverged, adjust_learning_rate, make_optimizer, means, train_one_epoch
 
@@ -67,7 +67,8 @@ class Views:
 
     def __init__(self, opts, device):
         self.device, self.per_sample = device, opts.aug_backend == 'sample'
-        self.views = augment.TwoViews(*(augment.build_transform(a, opts.selected_frames) for a in (opts.aug1, opts.aug2)))
+        self.views = augment.TwoViews(*(augment.build_transform(view_chain(opts, a), opts.selected_frames)
+                                        for a in (opts.aug1, opts.aug2)))
         self.input = augment.build_transform(opts.input_chain, opts.selected_frames)
         self.generator = torch.Generator(device)
 

@@ -227,3 +227,13 @@ def test_raw_floor_encoder_and_supervised_network_see_the_same_input(recipe, nam
     np.testing.assert_array_equal(flat[0, :seen.numel()].reshape(seen.shape).numpy(), seen.numpy())
     assert pretraining.build_encoder(encoder).bi_lstm.input_size == 3 * preset['joints'] * preset['persons'] * (
         2 if encoder.motion else 1)
+
+
+def test_pretraining_views_are_centred_as_the_evaluation_input_whatever_the_recipe():
+    x = torch.randn(4, 3, 60, 15, 2) + 5
+    for argv in (['--recipe', 'strong', '--preprocess', 'none'], ['--recipe', 'strong1', '--preprocess', 'none'], []):
+        opts = pretrain.parse_option(argv)
+        views = pretraining.Views(opts, torch.device('cpu'))
+        views.set_epoch(0)
+        for view in views(x):  # the evaluation input centres joint 1 in every frame: so does every view
+            assert view[:, :, :, 1].abs().max() == 0, argv
