@@ -244,8 +244,10 @@ def load_splits(opts):
         splits = [(train_x, train_y), load_split(*where, 'val', **split_args)]
     if len(splits[1][1]) == 0:
         raise DataError(f"{opts.dataset} at {opts.data_root}: the {opts.eval_split} split has no sequences")
-    splits = [(preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames), y)
-              for x, y in splits]
+    names = ('training', opts.eval_split)
+    splits = [(preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames,
+                                           f'{opts.dataset} {name} split at {opts.data_root}'), y)
+              for (x, y), name in zip(splits, names)]
     return splits, groups
 
 
@@ -269,7 +271,10 @@ def validation_split(labels, groups, seed, index=None, fraction=0.2):
     ids = np.unique(level)
     if len(ids) < 2:
         raise DataError(f"a validation split needs at least two groups (views/subjects/folds), found {len(ids)}")
-    chosen = ([ids[index % len(ids)]] if index is not None else
+    if index is not None and index >= len(ids):
+        raise DataError(f"--val_group {index}: the training split has {len(ids)} validation groups "
+                        f"(0-{len(ids) - 1}: {', '.join(map(str, ids))})")
+    chosen = ([ids[index]] if index is not None else
               rng.choice(ids, min(len(ids) - 1, max(1, round(fraction * len(ids)))), replace=False))
     val = np.isin(level, chosen)
     return np.flatnonzero(~val), np.flatnonzero(val)

@@ -30,6 +30,7 @@ ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 
 # What an evaluation takes from its checkpoint: the data, how it was split, the encoder and its input.
 FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_view', 'seed', 'select', 'eval_split',
                    'val_seed', 'val_group', *ENCODER)
+TRAINING = ('epochs', 'learning_rate', 'lr_decay_epochs', 'batch_size', 'optimizer')  # pretrain, semi, supervise
 PRETRAIN_PRESET = ('nce_k', 'batch_size', 'lr_decay_epochs')  # pretraining's own schedule in the presets
 SEMI_SCHEDULES = [(0.01, (35, '15,30')), (0.1, (15, '8')), (1.0, (10, '7'))]  # rate <= limit: (epochs, decay)
 RENAMED = {'epochs': 'lin_epochs', 'learning_rate': 'lin_learning_rate', 'lr_decay_epochs': 'lin_lr_decay_epochs',
@@ -263,6 +264,9 @@ def resolve(parser, argv=None):
         for key, value in layer.items():
             if key in actions:
                 opts[key], source[key] = value, name
+    if mode in ('eval', 'knn', 'raw'):  # a recipe's training schedule is not this mode's: not recorded as if it were
+        for key in (k for k in TRAINING if source.get(k, '').startswith('recipe')):
+            opts[key], source[key] = default[key], 'default (the recipe sets it for training modes only)'
     opts.update(mode=mode, recipe=recipe, input_chain=input_chain(opts), notes=notes)
     if opts.get('show_options'):
         width = max(map(len, opts))

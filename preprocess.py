@@ -108,34 +108,36 @@ def subsample_real_frames(data, lengths, frames):
     return out
 
 
-def _each_chunk(data, frames, transform, chunk=2048):
+def _each_chunk(data, frames, transform, source, chunk=2048):
     """A whole split (N, C, T, V, M), memory-mapped or not, through transform(part, lengths) chunk by
     chunk -> in-memory (N, C, frames, V, M) float32."""
     out = np.empty((len(data), data.shape[1], frames) + data.shape[3:], dtype=np.float32)
     for start in range(0, len(data), chunk):
         part = np.asarray(data[start:start + chunk], dtype=np.float32)
-        if isinstance(data, np.memmap):  # in-memory arrays were checked when their files were parsed
-            check_values(part, data.filename, PLAUSIBLE['metres'], ('sample', None, 'frame'), start)
+        memmap = isinstance(data, np.memmap)  # in-memory arrays had their range checked when parsed
+        check_values(part, data.filename if memmap else source,
+                     PLAUSIBLE['metres'] if memmap else np.finfo(np.float32).max, ('sequence', None, 'frame'), start)
         out[start:start + chunk] = transform(part, valid_lengths(part))
     return out
 
 
-def normalise_split(data, body_joints, frames):
+def normalise_split(data, body_joints, frames, source='the split'):
     """`body`: a whole split -> (N, C, frames, V, M) body-normalised, real frames resampled to `frames`."""
     return _each_chunk(data, frames, lambda part, lengths: resample_real_frames(
-        normalise_body(part, lengths, body_joints), lengths, frames))
+        normalise_body(part, lengths, body_joints), lengths, frames), source)
 
 
-def view_split(data, body_joints, hip_joints, frames):
+def view_split(data, body_joints, hip_joints, frames, source='the split'):
     """`view`: a whole split -> (N, C, frames, V, M) view-normalised, min-max scaled, subsampled."""
     return _each_chunk(data, frames, lambda part, lengths: subsample_real_frames(
-        view_minmax(part, lengths, body_joints, hip_joints), lengths, frames))
+        view_minmax(part, lengths, body_joints, hip_joints), lengths, frames), source)
 
 
-def preprocess_split(data, preprocess, preset, frames):
-    """The --preprocess pipeline of a split: 'none' leaves it as stored."""
+def preprocess_split(data, preprocess, preset, frames, source='the split'):
+    """The --preprocess pipeline of a split: 'none' leaves it as stored. Every sequence must be
+    finite (DataError naming `source`, the sequence and the frame)."""
     if preprocess == 'body':
-        return normalise_split(data, preset['body_joints'], frames)
+        return normalise_split(data, preset['body_joints'], frames, source)
     if preprocess == 'view':
-        return view_split(data, preset['body_joints'], preset['hip_joints'], frames)
+        return view_split(data, preset['body_joints'], preset['hip_joints'], frames, source)
     return data

@@ -152,7 +152,7 @@ def _git_commit():
     root = Path(__file__).parent
     try:
         commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+        status = subprocess.run(['git', 'status', '--porcelain'], cwd=root,
                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None, None
@@ -161,11 +161,24 @@ def _git_commit():
     return commit.stdout.strip(), bool(status.stdout.strip())
 
 
+def cpu_isa():
+    """The widest vector instruction set the CPU reports (/proc/cpuinfo flags), or None where unknown."""
+    try:
+        flags = next(line for line in Path('/proc/cpuinfo').read_text().splitlines() if line.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return None
+    return next((name for flag, name in (('avx512_bf16', 'AVX512-BF16'), ('avx512f', 'AVX512'), ('avx2', 'AVX2'),
+                                         ('sse4_2', 'SSE4.2')) if flag in flags), 'older than SSE4.2')
+
+
 def provenance(device, out_dir):
-    """Where and how a run ran: the process's command line, device and its name, threads, versions, git commit."""
+    """Where and how a run ran: the process's command line, device and its name, the instruction sets
+    the arithmetic used (the CPU's, ATen's kernels', a oneDNN cap if set: they decide the float
+    rounding), threads, versions, git commit and whether the checkout differed from it."""
     commit, dirty = _git_commit()
     return dict(process_command=' '.join(['python', Path(sys.argv[0]).name, *sys.argv[1:]]), device=str(device),
-                device_name=device_name(device),
+                device_name=device_name(device), cpu_isa=cpu_isa(), aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                onednn_max_cpu_isa=os.environ.get('ONEDNN_MAX_CPU_ISA', os.environ.get('DNNL_MAX_CPU_ISA', 'unset')),
                 threads=torch.get_num_threads(), out_dir=str(out_dir), python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, git_commit=commit, git_dirty=dirty,
                 host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S'))

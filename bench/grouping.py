@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import augment  # noqa: E402
 import model  # noqa: E402
 from dataset import IndexBatches, load_split  # noqa: E402
-from runs import device_name, set_threads, write_json  # noqa: E402
+from runs import device_name, provenance, set_threads, write_json  # noqa: E402
 
 SETTINGS = [(2.0, 8.0), (1.0, 60.0), (2.0, 60.0), (3.0, 60.0), (2.0, 120.0), (0.0, 300.0)]
 
@@ -76,6 +76,7 @@ def main(argv=None):
             result['ms_per_batch'][key] = {s: round(1e3 * statistics.median(t), 2) for s, t in times.items()}
             result['ms_per_batch'][key]['real frame share'] = round(real, 3)
             print(key, result['ms_per_batch'][key], flush=True)
+    result['provenance'] = provenance(torch.device('cpu'), Path(args.out).parent)
     write_json(result, Path(args.out))
 
 

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dataset import SkeletonDataset, load_array, loader  # noqa: E402
-from runs import device_name, read_metrics, resolve_device  # noqa: E402
+from runs import device_name, provenance, read_metrics, resolve_device  # noqa: E402
 
 NTU60_XSUB = dict(train=40091, test=16487, classes=60)
 
@@ -185,6 +185,7 @@ def main():
                    ROOT / 'bench' / 'results' / f'speed-{device.type}.json')
     out = Path(args.out or default)
     out.parent.mkdir(parents=True, exist_ok=True)
+    report['provenance'] = provenance(device, out.parent)
     out.write_text(json.dumps(report, indent=2) + '\n')
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")

@@ -25,7 +25,7 @@ import linEval
 from data import PLAUSIBLE, DataError, nucla_json, prepare_ntu, sbu_text
 from dataset import load_array
 from pretraining import load_encoder
-from runs import CheckpointError, load_checkpoint
+from runs import CheckpointError, load_checkpoint, provenance
 
 EXAMPLES = int(os.environ.get('ASCAL_FUZZ_EXAMPLES', 40))
 REPORT = os.environ.get('ASCAL_FUZZ_REPORT')
@@ -159,4 +159,5 @@ def test_reader(originals, tmp_path_factory, data, fmt):
 
 def teardown_module():
     if REPORT:
-        Path(REPORT).write_text(json.dumps(dict(examples_per_format=EXAMPLES, outcomes=COUNTS), indent=2) + '\n')
+        Path(REPORT).write_text(json.dumps(dict(examples_per_format=EXAMPLES, outcomes=COUNTS, provenance=provenance(
+            torch.device('cpu'), Path(REPORT).parent)), indent=2) + '\n')

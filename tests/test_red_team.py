@@ -15,7 +15,9 @@ import pytest
 
 import linEval
 import pretrain_and_linEval as pretrain
-from data import prepare_ntu
+from data import DataError, prepare_ntu
+from dataset import PRESETS
+from preprocess import preprocess_split
 from runs import cli, lock_run_folder, release_run_folder
 from test_data import write_skeleton
 
@@ -48,7 +50,8 @@ def succeeds(script, argv):
 
 # ---------------------------------------------------------------- options checked when parsing
 BAD_OPTIONS = [(name, value) for name, values in {
-    '--epochs': ['0', '-1', 'x', '1.5'], '--lin_epochs': ['0', 'two'], '--batch_size': ['0', '-4'],
+    '--epochs': ['-1', 'x', '1.5'], '--readout': ['max'], '--recon_weight': ['-1', 'nan'],
+    '--recon_consistency': ['inf'], '--lin_epochs': ['0', 'two'], '--batch_size': ['0', '-4'],
     '--lin_batch_size': ['0'], '--nce_k': ['0', '-1'], '--selected_frames': ['0'], '--hidden_units': ['0'],
     '--lstm_layer': ['0'], '--save_freq': ['0'], '--num_workers': ['-1'], '--knn_k': ['0'], '--threads': ['0'],
     '--lr_decay_epochs': ['a,b', '0', '-3'], '--lin_lr_decay_epochs': ['x'], '--nce_t': ['0', '-1', 'inf', 'nan'],
@@ -114,9 +117,20 @@ def run_argv(data_root, tmp_path, *extra):
     (['--dataset', 'uwa3d'], 'uwa3d data not found'),
     (['--dataset', 'ntu60_xsub'], 'ntu60_xsub data not found'),
     (['--resume', 'nowhere.pth'], 'nowhere.pth: checkpoint file not found'),
+    (['--eval_split', 'validation', '--val_group', '4'], '--val_group 4: the training split has 4 validation groups'),
+    (['--epochs', '0', '--warmup_epochs', '0'], '--warmup_epochs 0 --epochs 0: nothing to run'),
+    (['--recon_weight', '1', '--aug_backend', 'sample'], '--recon_weight / --recon_consistency need --aug_backend batch'),
 ])
 def test_bad_run_options(data_root, tmp_path, capsys, extra, expected):
     assert expected in refused('pretrain', run_argv(data_root, tmp_path, *extra), capsys, tmp_path / 'run')
+
+
+@pytest.mark.parametrize('preprocess', ['body', 'view'])
+def test_non_finite_sequences_are_refused_at_preprocessing_naming_the_sequence(preprocess):
+    x = np.ones((5, 3, 20, 20, 1), dtype=np.float32)
+    x[3] = np.nan  # a split poisoned after loading: refused, not turned into zeros
+    with pytest.raises(DataError, match='ucla test split: sequence 3, frame 0 contains NaN or inf'):
+        preprocess_split(x, preprocess, PRESETS['ucla'], 10, 'ucla test split')
 
 
 def test_out_dir_is_a_file(data_root, tmp_path, capsys):
