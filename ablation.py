@@ -19,11 +19,11 @@ the test does (`agreement`).
 """
 import argparse
 import math
-import os
 import statistics
 from pathlib import Path
 
 import experiments
+from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, mean_std
 from options import ENCODER, INPUT, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SCREEN
@@ -318,7 +318,7 @@ def main(argv=None):
     parser.add_argument('--finalists', type=positive_int, default=3,
                         help='rounds: best N-UCLA rows taken to SBU (+ strong1)')
     parser.add_argument('--rows', nargs='+', default=None, help='only the rows whose names contain one of these')
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
+    parser.add_argument('--data_root', default=DATA_ROOT)
     parser.add_argument('--out', default='results/ablation')
     parser.add_argument('--runs', default='runs/ablation')
     parser.add_argument('--jobs', type=positive_int, default=available_cpus(), help='runs side by side')

@@ -48,6 +48,7 @@ PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarse
                   source='http://staffhome.ecm.uwa.edu.au/~00053650/databases.html, arranged as the '
                          'AS-CAL arrays (README, "Data")'),
 }
+DATA_ROOT = os.environ.get('ASCAL_DATA_ROOT', 'data')  # --data_root's default everywhere
 UWA3D_TRAIN_VIEWS = ['12', '13', '14', '23', '24', '34']  # fold index -> training views (SPEC §1.4)
 
 

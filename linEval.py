@@ -14,7 +14,7 @@ import argparse
 
 import options
 from data import DataError
-from dataset import load_splits
+from dataset import PRESETS, load_splits
 from evaluation import evaluate_frozen, frozen_features, knn_top1, raw_features, run_semi, run_supervise, score_head
 from options import epoch_list, fraction, positive_float, positive_int
 from pretraining import load_encoder
@@ -89,7 +89,8 @@ def main(opts):
         result = dict(top1=top1, knn_top1=top1, knn_k=opts.knn_k)
     else:
         result, features = evaluate_frozen(encoder.to(device), splits, groups, opts, device, run.log, run.out)
-    return finish_run(run, splits, dict(result, model_path=opts.model_path) if encoder is not None else result, features)
+    return finish_run(run, splits, dict(result, model_path=opts.model_path) if encoder is not None else result, features,
+                      class_names=PRESETS[opts.dataset].get('actions'))
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import augment
-from dataset import PRESETS
+from dataset import DATA_ROOT, PRESETS
 from recipes import MODE_RECIPES, RECIPES
 from runs import CheckpointError, load_checkpoint
 
@@ -104,7 +104,7 @@ def common(parser):
         help='faithful: official values; corrected: every official oddity fixed; strong: corrected + the '
              'validation-chosen changes (recipes.py); the command line still wins')
     add('--corrected', action='store_true', help='same as --recipe corrected')
-    add('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'),
+    add('--data_root', default=DATA_ROOT,
         help='folder laid out like data/README.md ($ASCAL_DATA_ROOT if set, else ./data)')
     add('--cache_dir', default=env_cache, help='parsed SBU/N-UCLA cache ($ASCAL_CACHE_DIR if set, else ~/.cache/ascal)')
     add('--fold', type=natural_int, default=None, help='SBU fold 0-4 / UWA3D fold 0-5; ' + per_dataset('fold'))

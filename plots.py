@@ -97,15 +97,16 @@ def plot_confusion(labels, predicted, path, title, names=None):
     return _save(fig, path)
 
 
-def write_run_plots(out, result, features, dataset, metrics_rows=None, warmup_epochs=0):
+def write_run_plots(out, result, features, names=None, metrics_rows=None, warmup_epochs=0):
     """PNGs in the run folder: pretraining loss (if metrics), accuracy per epoch with the reported epoch,
-    t-SNE of test features and the confusion matrix of the validation-selected L-BFGS probe."""
-    from dataset import PRESETS
-    names = PRESETS[dataset].get('actions')
+    t-SNE of test features and the confusion matrix of the validation-selected L-BFGS probe (classes
+    labelled with `names` if given)."""
+    dataset = result['dataset']
     if metrics_rows:
         plot_loss(metrics_rows, out / 'loss.png', warmup_epochs)
     if result.get('history'):
-        plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {result['mode']}", result.get('select', 'last'))
+        stage = 'linear evaluation' if result['mode'] == 'pretrain' else result['mode']
+        plot_accuracy(result['history'], out / 'accuracy.png', f"{dataset} {stage}", result.get('select', 'last'))
     if features is not None:
         val_x, val_y = np.asarray(features[1][0]), np.asarray(features[1][1])
         plot_tsne(val_x, val_y, out / 'tsne.png', f'{dataset}: t-SNE of test CAE features', names)

@@ -15,7 +15,7 @@ import torch
 import distributed
 import options
 from data import DataError
-from dataset import load_splits
+from dataset import PRESETS, load_splits
 from evaluation import evaluate_frozen
 from options import epoch_list, fraction, natural_int, non_negative_float, per_dataset, positive_float, positive_int
 from pretraining import load_encoder, pretrain
@@ -98,7 +98,8 @@ def main(opts):
     run.log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
     result, features = evaluate_frozen(encoder, splits, groups, opts, device, run.log, run.out)
-    return finish_run(run, splits, dict(result, model_path=str(eval_path)), features, read_metrics(run.out))
+    return finish_run(run, splits, dict(result, model_path=str(eval_path)), features, read_metrics(run.out),
+                      PRESETS[opts.dataset].get('actions'))
 
 
 if __name__ == '__main__':

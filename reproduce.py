@@ -14,11 +14,11 @@ configuration, corrected turns on the corrected switches, strong1 / strong / nes
 validation data (ablation.py).
 """
 import argparse
-import os
 import statistics
 from pathlib import Path
 
 import experiments
+from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, mean_std
 from options import INPUT, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SBU_NESTED
@@ -216,7 +216,7 @@ def main(argv=None):
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--evaluations', nargs='+', choices=EVALUATIONS, default=EVALUATIONS,
                         help="which runs of each job (semi needs the linear run's checkpoint, which is rerun if gone)")
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
+    parser.add_argument('--data_root', default=DATA_ROOT)
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
     parser.add_argument('--jobs', type=positive_int, default=1, help='jobs run side by side')

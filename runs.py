@@ -349,7 +349,7 @@ def start_run(opts, device, rank=0, world=1):
     return Run(opts, out[0], log, info, start)
 
 
-def finish_run(run, splits, result, features=None, metrics_rows=None):
+def finish_run(run, splits, result, features=None, metrics_rows=None, class_names=None):
     """Write the run's figures (unless --no_plots) and results.json (identification, sample counts,
     results, seconds, the resolved options and provenance), log the summary line, release the folder."""
     opts = run.opts
@@ -358,7 +358,7 @@ def finish_run(run, splits, result, features=None, metrics_rows=None):
                   samples=samples, **result, seconds=round(time.time() - run.start, 2), options=vars(opts), provenance=run.provenance)
     if not opts.no_plots:
         import plots
-        plots.write_run_plots(run.out, result, features, opts.dataset, metrics_rows, getattr(opts, 'warmup_epochs', 0))
+        plots.write_run_plots(run.out, result, features, class_names, metrics_rows, getattr(opts, 'warmup_epochs', 0))
     write_json(result, run.out / 'results.json')
     run.log(summary_line(f"{opts.dataset} {opts.mode}", result) + f" -> {run.out / 'results.json'}", always=True)
     release_run_folder(run.out)

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import augment  # noqa: E402
 import model  # noqa: E402
-from dataset import IndexBatches, load_split  # noqa: E402
+from dataset import DATA_ROOT, IndexBatches, load_split  # noqa: E402
 from runs import device_name, provenance, set_threads, write_json  # noqa: E402
 
 SETTINGS = [(2.0, 8.0), (1.0, 60.0), (2.0, 60.0), (3.0, 60.0), (2.0, 120.0), (0.0, 300.0)]
@@ -52,7 +52,7 @@ def seconds_per_batch(encoder, xs, backward, setting):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data_root', default=os.environ.get('ASCAL_DATA_ROOT', 'data'))
+    parser.add_argument('--data_root', default=DATA_ROOT)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--out', default='bench/results/grouping-cpu.json')
     args = parser.parse_args(argv)
