@@ -25,7 +25,7 @@ from pathlib import Path
 import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, mean_std
-from options import ENCODER, INPUT, positive_int, to_argv
+from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SCREEN
 from runs import available_cpus, cli
 
@@ -42,7 +42,7 @@ def slug(name):
 def raw_argv(options):
     """The raw-input floor of a row's input (what raw_features reads) and its record name."""
     recipe = options.get('recipe', 'strong1')
-    inputs = {k: v for k, v in {**RECIPES[recipe], **options}.items() if k in INPUT}
+    inputs = floor_options({**RECIPES[recipe], **options}, 'raw')
     return ['--mode', 'raw', '--recipe', recipe, *to_argv(inputs)], 'raw-' + slug(
         '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
 
@@ -50,7 +50,7 @@ def raw_argv(options):
 def init_argv(options):
     """The random-init floor of a row's encoder (the same pretraining command with no update epoch)
     and its record name: it depends on the encoder and its input only."""
-    encoder = {k: v for k, v in {**RECIPES['strong1'], **options}.items() if k in ENCODER}
+    encoder = floor_options({**RECIPES['strong1'], **options}, 'init')
     return ['--recipe', 'strong1', *to_argv(encoder), '--epochs', '0'], 'init-' + slug(
         '-'.join(f'{k}{v}' for k, v in sorted(encoder.items()) if RECIPES['strong1'].get(k) != v) or 'strong1')
 

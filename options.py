@@ -27,6 +27,14 @@ from runs import CheckpointError, load_checkpoint
 # What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
 INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
 ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 'readout', *INPUT)
+
+
+def floor_options(options, evaluation):
+    """The options of a no-learning floor: 'raw' (the input alone, INPUT) or 'init' (the encoder, ENCODER)."""
+    keys = INPUT if evaluation == 'raw' else ENCODER
+    return {k: v for k, v in options.items() if k in keys}
+
+
 # What an evaluation takes from its checkpoint: the data, how it was split, the encoder and its input.
 FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_view', 'seed', 'select', 'eval_split',
                    'val_seed', 'val_group', *ENCODER)
@@ -212,7 +220,9 @@ def checked(values, actions, where):
 
 
 def _given(parser, argv):
-    """Only the options that the command line sets (argparse checks them)."""
+    """Only the options that the command line sets (argparse checks them). --help shows the defaults."""
+    if {'-h', '--help'} & set(sys.argv[1:] if argv is None else argv):
+        parser.parse_args(argv)  # prints the help with every default, and exits
     defaults = {a.dest: a.default for a in parser._actions}
     for action in parser._actions:
         action.default = argparse.SUPPRESS
@@ -263,6 +273,9 @@ def resolve(parser, argv=None):
     for name, layer in layers:
         for key, value in layer.items():
             if key in actions:
+                if name.startswith(('preset', 'mode')) and source.get(key) == 'default' and opts[key] not in (None, value):
+                    notes.append(f"the default {key}={opts[key]!r} set in the script is overridden by the {name} "
+                                 f"({value!r}); give --{key} on the command line to use it")
                 opts[key], source[key] = value, name
     if mode in ('eval', 'knn', 'raw'):  # a recipe's training schedule is not this mode's: not recorded as if it were
         for key in (k for k in TRAINING if source.get(k, '').startswith('recipe')):

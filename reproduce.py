@@ -20,7 +20,7 @@ from pathlib import Path
 import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, mean_std
-from options import INPUT, positive_int, to_argv
+from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SBU_NESTED
 from runs import available_cpus, cli
 
@@ -38,11 +38,11 @@ CONFIGS = [*RECIPES, 'nested']  # nested: SBU only, strong1 plus the lever SBU's
 
 def recipe_argv(config, split_args, evaluation):
     """--recipe, or for the nested SBU row strong1 plus the lever chosen for that test fold (its raw
-    floor takes only the options its input depends on, options.INPUT)."""
+    floor takes only the options its input depends on, options.floor_options)."""
     if config != 'nested':
         return ['--recipe', config]
     lever = LEVERS[SBU_NESTED[int(split_args[1])]][1]
-    return ['--recipe', 'strong1', *to_argv({k: v for k, v in lever.items() if evaluation != 'raw' or k in INPUT})]
+    return ['--recipe', 'strong1', *to_argv(lever if evaluation != 'raw' else floor_options(lever, 'raw'))]
 
 
 def plan(args):

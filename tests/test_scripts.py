@@ -292,9 +292,25 @@ def test_editing_a_default_in_parse_option_takes_effect(tmp_path, capsys):
     edited = load_edited(tmp_path, 'linEval.py', "'--semi_rate', type=fraction, default=0.01",
                          "'--semi_rate', type=fraction, default=0.1")
     assert edited.parse_option_lin_eval(['--mode', 'supervise']).semi_rate == 0.1
+    edited = load_edited(tmp_path, 'linEval.py', "'--epochs', type=positive_int,", "'--epochs', type=positive_int, default=7,")
+    opts = edited.parse_option_lin_eval(['--mode', 'supervise'])  # the mode layer owns --epochs: the edit is named
+    assert opts.epochs == 200 and any('default epochs=7' in n and 'mode supervise' in n for n in opts.notes)
+    edited = load_edited(tmp_path, 'pretrain_and_linEval.py', "'--nce_k', type=positive_int,",
+                         "'--nce_k', type=positive_int, default=64,")
+    assert any('default nce_k=64' in n and 'preset sbu (200)' in n for n in edited.parse_option([]).notes)
+    assert not pretrain.parse_option([]).notes and edited.parse_option(['--nce_k', '64']).nce_k == 64
     with pytest.raises(SystemExit) as stop:
         pretrain.parse_option(['--recipe', 'strong', '--dataset', 'ucla', '--nce_k', '99', '--show_options'])
     assert stop.value.code == 0
     shown = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()}
     assert shown['nce_t'] == 'strong' and shown['hidden_units'] == 'ucla' and shown['nce_k'] == 'line'
     assert shown['alpha'] == 'default' and shown['input_chain'] == 'derived'
+
+
+def test_help_shows_every_default(capsys):
+    for parse in (pretrain.parse_option, linEval.parse_option_lin_eval):
+        with pytest.raises(SystemExit) as stop:
+            parse(['--help'])
+        assert stop.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '(default: 60)' in text and '(default: 0.06)' in text and '(default: 90)' in text  # epochs, nce_t, lin_epochs
