@@ -1,4 +1,5 @@
-"""Choose a recipe on validation data that mirrors each test protocol; the test split is never read.
+"""Choose a recipe on validation data that mirrors each test protocol; no test sequence is used
+(the test files are parsed and checked with the rest of their dataset, nothing more).
 
     python ablation.py                   # N-UCLA cross-view screening of every lever, then nested SBU
                                          # selection among the best of them
@@ -7,9 +8,9 @@
 
 N-UCLA (train views 1, 2; test view 3, cross-view): every row is pretrained and probed on one
 training view and validated on the other (`--eval_split validation --val_group 0` and `1`); view 3
-is never read. SBU (5 folds): for test fold f, each run trains on three of its four training folds
+is never used. SBU (5 folds): for test fold f, each run trains on three of its four training folds
 and validates on the fourth (`--fold f --val_group g`, g = 0, 1: the first two of its training
-folds in turn); fold f is never read, and the lever chosen for fold f is chosen from those runs
+folds in turn); fold f is never used, and the lever chosen for fold f is chosen from those runs
 alone (`nested_choice`). Criterion, fixed in
 advance: the mean of the L-BFGS and KNN probes' validation top-1. Every row also gets the raw-input
 floor of its input on the same validation splits. Levers (recipes.LEVERS) are options added to the
@@ -102,7 +103,7 @@ def ucla_ranking(out):
 
 def nested_choice(out, fold, rows=LEVERS, seed=1):
     """The row chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
-    (records of `--fold fold` only: they train and validate on other folds and never read it)."""
+    (records of `--fold fold` only: they train and validate on other folds and never use it)."""
     scored = [(statistics.mean(map(criterion, runs)), name) for name, options in rows
               if (runs := records(out, 'sbu', name, options, f'fold{fold}-', seed)[0])]
     return max(scored)[1] if scored else None

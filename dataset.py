@@ -229,7 +229,7 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
 def load_splits(opts):
     """[(train data, labels), (evaluation data, labels)] and the training samples' groups, as the
     encoder reads them: through the --preprocess pipeline (preprocess.py: 'body', 'view'), else as stored. The evaluation split is the test split, or with eval_split
-    'validation' a held-out part of the training split (`validation_split`; the test split is not read).
+    'validation' a held-out part of the training split (`validation_split`; no test sequence is used).
     """
     where = (opts.dataset, opts.data_root)
     split_args = dict(fold=opts.fold, test_view=opts.test_view, sbu_true_depth=opts.sbu_true_depth,

@@ -163,7 +163,7 @@ def evaluation_options(group):
     add('--no_probes', action='store_true', help='skip the validation-selected L-BFGS and KNN probes (slow at NTU scale)')
     add('--eval_split', choices=['test', 'validation'], default='test',
         help='validation: hold out whole groups of the training split (dataset.validation_split) and '
-             'evaluate on them; the test split is not read')
+             'evaluate on them; no test sequence is used')
     add('--val_seed', type=int, default=1, help='seed of the held-out validation groups')
     add('--val_group', type=natural_int, default=None,
         help='validation: hold out the N-th group (sorted view / fold / camera / setup) instead of a seeded draw')
