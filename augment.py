@@ -1,4 +1,4 @@
-"""Skeleton augmentations (SPEC §2.2) on batches (N, C, T, V, M) as tensor ops on any device.
+"""Skeleton augmentations (docs/official.md §2) on batches (N, C, T, V, M) as tensor ops on any device.
 
 Every augmentation is `fn(x, g, **params) -> x` with its parameters as keyword defaults (the
 official values) and `g` a `torch.Generator` on x's device; each sample gets its own draw. A chain

@@ -1,6 +1,6 @@
 """Skeleton datasets in one layout: float32 samples (C, T, V, M), labels 0..classes-1.
 
-`PRESETS` is the one table of per-dataset facts and official hyper-parameters (SPEC §1.7); the
+`PRESETS` is the one table of per-dataset facts and official hyper-parameters (docs/official.md §1); the
 scripts use it as argparse defaults, so a value given on the command line always wins.
 Raw SBU text and N-UCLA json are parsed once and cached as .npz (in `cache_dir`); NTU and UWA3D
 arrays are memory-mapped, never read whole into RAM.
@@ -49,7 +49,7 @@ PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarse
                          'AS-CAL arrays (README, "Data")'),
 }
 DATA_ROOT = os.environ.get('ASCAL_DATA_ROOT', 'data')  # --data_root's default everywhere
-UWA3D_TRAIN_VIEWS = ['12', '13', '14', '23', '24', '34']  # fold index -> training views (SPEC §1.4)
+UWA3D_TRAIN_VIEWS = ['12', '13', '14', '23', '24', '34']  # fold index -> training views (docs/official.md §1)
 
 
 def data_dir(dataset, data_root):

@@ -1,4 +1,4 @@
-"""Data-parallel pretraining under torchrun (SPEC has none; MoCo's recipe): process group setup,
+"""Data-parallel pretraining under torchrun (the official code has none; MoCo's recipe): process group setup,
 gathering every rank's keys for the queue, and a check that the ranks' weights agree.
 
 With N processes of batch B, each global batch of N*B indices (one seeded permutation per epoch,

@@ -1,4 +1,4 @@
-"""The evaluation protocols of SPEC §5 and BEYOND §2 on top of the training loop: frozen features
+"""The evaluation protocols of docs/official.md §5 and validation-selected probes on top of the training loop: frozen features
 and the official SGD linear classifier, KNN and the validation-selected probes (probes.py),
 semi-supervised fine-tuning, supervised training from scratch and the raw-input floor.
 
@@ -77,7 +77,7 @@ def frozen_features(encoder, splits, opts, device):
 
 
 def linear_evaluation(encoder, splits, opts, device, log, classifier=None, features=None, save_path=None):
-    """Train a linear classifier on the frozen encoder (SPEC §5.1). The encoder input is
+    """Train a linear classifier on the frozen encoder (docs/official.md §5). The encoder input is
     deterministic, so features are extracted once (`lin_features` 'cache', or passed in as
     `features`); 'recompute' runs the encoder on every batch of every epoch as the official code
     does, with the same result. Returns summarise() of the history; the classifier after its last
@@ -155,7 +155,7 @@ def semi_subset(labels, rate, classes, sampling, seed):
 def run_semi(encoder, splits, opts, device, log, out):
     """Stage 1: fine-tune encoder + classifier on the labelled subset, keep the best-training-accuracy
     state. Stage 2: linear evaluation of that frozen encoder, its classifier as the start, on the full
-    labelled training set (official, SPEC §5.3) or on the subset only (`--semi_stage2 subset`)."""
+    labelled training set (official, docs/official.md §5) or on the subset only (`--semi_stage2 subset`)."""
     (train_x, train_y), val = splits
     classes = PRESETS[opts.dataset]['classes']
     subset = semi_subset(train_y, opts.semi_rate, classes, opts.semi_sampling, opts.seed)
@@ -176,7 +176,7 @@ def run_semi(encoder, splits, opts, device, log, out):
 
 
 def run_supervise(splits, opts, device, log, out=None):
-    """Train encoder + classifier from scratch on all training labels (SPEC §5.4), training batches
+    """Train encoder + classifier from scratch on all training labels (docs/official.md §5), training batches
     through `train_aug` (batch augmentation on the device) if set. The network after the last epoch
     is saved as <out>/supervised.pth."""
     train, val = eval_datasets(splits, opts)

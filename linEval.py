@@ -1,4 +1,4 @@
-"""Evaluate AS-CAL encoders (SPEC §5): linear, semi-supervised, supervised from scratch, KNN, raw floor.
+"""Evaluate AS-CAL encoders (docs/official.md §5): linear, semi-supervised, supervised from scratch, KNN, raw floor.
 
     python linEval.py --mode eval --model_path runs/sbu-.../ckpt_epoch_60.pth
     python linEval.py --mode semi --semi_rate 0.1 --model_path runs/sbu-.../ckpt_epoch_60.pth
@@ -39,7 +39,7 @@ def parse_option_lin_eval(argv=None):
     options.encoder_options(parser.add_argument_group(
         'encoder and its input (eval / semi / knn: from the checkpoint; supervise / raw: the recipe\'s)'))
     group = parser.add_argument_group('training: supervise, semi stage 1 (unset: the official value for the mode, '
-                                      'SPEC §5.2; eval / knn: old names of --lin_*)')
+                                      'docs/official.md §5; eval / knn: old names of --lin_*)')
     group.add_argument('--epochs', type=positive_int, help='supervise 200 (NTU 60); semi 35 / 15 / 10 for rate '
                        '<= 0.01 / <= 0.1 / above')
     group.add_argument('--learning_rate', type=positive_float, help='0.01')

@@ -1,7 +1,7 @@
 """AS-CAL model: LSTM encoder, momentum contrast (query/key encoders + queue), classifiers.
 
 Rao et al., "Augmented Skeleton Based Contrastive Action Learning with Momentum LSTM for
-Unsupervised Action Recognition", Information Sciences 569 (2021). Shapes follow SPEC §1.2, §3.
+Unsupervised Action Recognition", Information Sciences 569 (2021). Shapes follow docs/official.md §1, §3.
 """
 import copy
 import math

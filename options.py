@@ -5,7 +5,7 @@ Layers, each overriding the one before (`--show_options` prints every value with
     default       the argparse defaults in parse_option() / parse_option_lin_eval() and the shared groups below
     preset        dataset.PRESETS[--dataset]: joints, frames, hidden size, queue, batch, schedule, fold/view
     recipe        recipes.RECIPES[--recipe]: faithful (none), corrected, strong
-    mode          the official per-mode values (SPEC §5.2) and the recipe's own for that mode (recipes.MODE_RECIPES)
+    mode          the official per-mode values (docs/official.md §5) and the recipe's own for that mode (recipes.MODE_RECIPES)
     checkpoint    eval / semi / knn: the data, split and encoder stored with --model_path
     config        --config <an earlier args.json>
     command line  always wins
@@ -180,7 +180,7 @@ def preset_layer(dataset, mode):
 
 
 def mode_layer(mode, recipe, dataset, semi_rate):
-    """Official per-mode values (SPEC §5.2), then the recipe's own for this mode."""
+    """Official per-mode values (docs/official.md §5), then the recipe's own for this mode."""
     official = {}
     if mode == 'supervise':
         epochs, decay = (60, '30,40') if dataset.startswith('ntu') else (200, '30,80')

@@ -1,4 +1,4 @@
-"""Pretrain AS-CAL (momentum-LSTM contrastive learning, SPEC §3-4), then evaluate it linearly.
+"""Pretrain AS-CAL (momentum-LSTM contrastive learning, docs/official.md §3-4), then evaluate it linearly.
 
     python pretrain_and_linEval.py                      # SBU fold 0, the official settings
     python pretrain_and_linEval.py --dataset ucla --test_view 3
@@ -63,7 +63,7 @@ def parse_option(argv=None):
     group.add_argument('--weight_decay', type=non_negative_float, default=1e-4, help='weight decay')
     group.add_argument('--amp', choices=['off', 'bf16', 'fp16'], default='off',
                        help='autocast the pretraining forward pass (fp16 with gradient scaling)')
-    group = parser.add_argument_group('linear evaluation (SPEC §5.1)')
+    group = parser.add_argument_group('linear evaluation (docs/official.md §5)')
     options.evaluation_options(group)
     group.add_argument('--eval_final', action=argparse.BooleanOptionalAction, default=False,
                        help='corrected: evaluate the final checkpoint (official: the one after epoch --epochs)')

@@ -1,4 +1,4 @@
-"""AS-CAL pretraining (SPEC §3-4): momentum-LSTM contrast on two augmented views of every
+"""AS-CAL pretraining (docs/official.md §3-4): momentum-LSTM contrast on two augmented views of every
 unlabelled training sequence, with exact resume from the checkpoints it writes every epoch.
 
 `pretrain(opts, ...)` runs epochs 1..warmup_epochs+epochs (the official epoch 1 only fills the

@@ -1,4 +1,4 @@
-"""Probes of fixed features that choose nothing on the test split (BEYOND §2): numpy arrays in,
+"""Probes of fixed features that choose nothing on the test split (README, "Honest evaluation"): numpy arrays in,
 predictions and accuracies out; no torch, no training loop.
 
     lbfgs_probe   standardised features (training mean/std) + multinomial logistic regression, L-BFGS

@@ -12,7 +12,7 @@ STRONG1 = dict(CORRECTED, preprocess='body', selected_frames=50, aug1='cropResiz
                aug2='cropResize:0.5_shear:0.5', head_dim=128, nce_t=0.1, optimizer='adam', learning_rate=1e-3,
                motion=True, epochs=120, lr_decay_epochs='60')
 # The levers of the second ablation (ablation.py), each added to strong1 alone: validation that
-# mirrors each protocol (N-UCLA cross-view, SBU nested) decides which to keep (BEYOND §4).
+# mirrors each protocol (N-UCLA cross-view, SBU nested) decides which to keep (README, "Recipes").
 LEVERS = [
     ('strong1', {}),
     ('+ random rotation (up to 30 degrees)', dict(aug1=STRONG1['aug1'] + '_rotate', aug2=STRONG1['aug2'] + '_rotate')),
@@ -68,7 +68,7 @@ RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong':
 SBU_NESTED = {0: 1, 1: 7, 2: 4, 3: 4, 4: 1}
 
 # A recipe's options for one linEval.py mode only (above the official per-mode values). The
-# faithful supervised network is the official one (SPEC §5.4: hidden 256, 1 layer, 150 frames for
+# faithful supervised network is the official one (docs/official.md §5: hidden 256, 1 layer, 150 frames for
 # every dataset); the other recipes train their own encoder on their own input. A random stratified
 # labelled subset and semi-supervised stage 2 on that subset only are corrected switches; strong
 # trains its supervised network with its optimiser and its query view as augmentation.

@@ -1,6 +1,6 @@
 """The training loop that every stage shares (contrastive pretraining, the linear classifier,
 semi-supervised fine-tuning, supervised training from scratch), its step learning-rate schedule,
-and the fit / evaluate pair of the classification stages (SPEC §5)."""
+and the fit / evaluate pair of the classification stages (docs/official.md §5)."""
 import time
 
 import numpy as np

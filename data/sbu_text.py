@@ -2,7 +2,7 @@
 
 Each line: frame number, then 90 normalised values = 2 persons x 15 joints x (x, y, z).
 De-normalised as in the official feeder: X = 1280 - 2560 x, Y = 960 - 1920 y and
-Z = y * 10000 / 7.8125 -- the official code uses the normalised *y* for depth (SPEC §1.6, §6.6);
+Z = y * 10000 / 7.8125 -- the official code uses the normalised *y* for depth (docs/official.md §1, §6.6);
 `true_depth=True` uses z instead.
 """
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Test oracle: the augmentations of SPEC §2.2 written per sample in numpy, one (C, T, V, M) float32
+"""Test oracle: the augmentations of docs/official.md §2 written per sample in numpy, one (C, T, V, M) float32
 array at a time, as the official code applies them. The project's own (augment.py) work on whole
 batches in torch; tests compare the two by their distributions."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Augmentations keep shape and dtype, do what SPEC §2.2 says, and are seeded (batch tensors)."""
+"""Augmentations keep shape and dtype, do what docs/official.md §2 says, and are seeded (batch tensors)."""
 import math
 
 import numpy as np

@@ -211,7 +211,7 @@ def test_raw_floor_encoder_and_supervised_network_see_the_same_input(recipe, nam
     raw = linEval.parse_option_lin_eval(['--mode', 'raw', '--recipe', recipe, '--dataset', name])
     supervised = linEval.parse_option_lin_eval(['--mode', 'supervise', '--recipe', recipe, '--dataset', name])
     assert {k: getattr(raw, k) for k in INPUT} == {k: getattr(encoder, k) for k in INPUT}
-    if recipe == 'faithful':  # SPEC §5.4: the official supervised network for every dataset
+    if recipe == 'faithful':  # docs/official.md §5: the official supervised network for every dataset
         assert (supervised.hidden_units, supervised.lstm_layer, supervised.selected_frames) == (256, 1, 150)
     else:
         assert {k: getattr(supervised, k) for k in INPUT + ('hidden_units', 'lstm_layer')} == \

@@ -76,7 +76,7 @@ def test_supervise_from_scratch(data_root, tmp_path):
     result = linEval.main(args)
     assert result['options']['epochs'] == 2 and len(result['history']) == 2
     saved = json.loads((tmp_path / 'args.json').read_text())
-    assert saved['hidden_units'] == 256 and saved['selected_frames'] == 150 and saved['fold'] == 1  # SPEC §5.4
+    assert saved['hidden_units'] == 256 and saved['selected_frames'] == 150 and saved['fold'] == 1  # docs/official.md §5
     assert 'supervise on sbu: 230 train / 52 test samples' in (tmp_path / 'log.txt').read_text()
     assert torch.load(tmp_path / 'supervised.pth', weights_only=True)['model']['classifier.weight'].shape == (8, 256)
 
