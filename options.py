@@ -123,7 +123,7 @@ def common(parser):
     add('--seed', type=int, default=1, help='seeds init, data order and augmentation')
     add('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
     add('--threads', type=positive_int, default=None,
-        help='CPU threads (default: $OMP_NUM_THREADS if set, else the CPUs this process may use)')
+        help='CPU threads (default: $OMP_NUM_THREADS if set, else 1; bench/results/threads-*.json)')
     add('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
     add('--quiet', action='store_true', help='no progress bars, log to file only')
     add('--no_plots', action='store_true', help='write no PNG figures at the end of the run')

@@ -119,10 +119,10 @@ def available_cpus():
 
 
 def default_threads():
-    """CPU threads that do not oversubscribe: $OMP_NUM_THREADS if set, else `available_cpus()`."""
-    cpus = available_cpus()
+    """$OMP_NUM_THREADS if set (at most `available_cpus()`), else 1: these small LSTMs gain little from
+    more threads on an idle machine and lose much on a busy one (bench/results/threads-*.json)."""
     env = os.environ.get('OMP_NUM_THREADS', '')
-    return min(int(env), cpus) if env.isdigit() and int(env) > 0 else cpus
+    return min(int(env), available_cpus()) if env.isdigit() and int(env) > 0 else 1
 
 
 def set_threads(threads):
