@@ -48,6 +48,35 @@ def raw_argv(options):
         '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
 
 
+# Semi-supervised fine-tuning schedules (10 % labels) tried on the rotation lever's N-UCLA validation
+# checkpoints, after the one-seed rounds: (record key, what, linEval.py options).
+SEMI_STUDY = [('base', 'official schedule: SGD lr 0.01, 15 epochs', ()),
+              ('adam', 'Adam lr 1e-3', ('--optimizer', 'adam', '--learning_rate', '1e-3')),
+              ('adam50', 'Adam lr 1e-3, 50 epochs', ('--optimizer', 'adam', '--learning_rate', '1e-3', '--epochs', '50',
+                                                    '--lr_decay_epochs', '40')),
+              ('lr001', 'SGD lr 0.001', ('--learning_rate', '0.001')),
+              ('lr1e4', 'SGD lr 0.0001', ('--learning_rate', '0.0001')),
+              ('ep1', 'SGD lr 0.01, one epoch', ('--epochs', '1'))]
+
+
+def semi_plan(data_root):
+    """Per validation view: the rotation lever's pretraining run, then each fine-tuning schedule on its checkpoint."""
+    pretraining = [job[0] for job in plan([LEVERS[1]], 'ucla_view3', [1], data_root) if job[0].script == PRETRAIN]
+    return [[run] + [Run(f'semi/{key}-val{g}-seed1', 'linEval.py', ('--mode', 'semi', '--semi_rate', '0.1', '--model_path',
+                                                                    '{model_path}', *extra), 'semi')
+                     for key, _, extra in SEMI_STUDY] for g, run in enumerate(pretraining)]
+
+
+def semi_table(out):
+    """Markdown rows of the fine-tuning study: SGD-last-epoch validation top-1 per held-out view."""
+    lines, everything = [['schedule', 'validation view 1', 'validation view 2'], ['---'] * 3], []
+    for key, what, _ in SEMI_STUDY:
+        runs = [Path(out, 'semi', f'{key}-val{g}-seed1.json') for g in (0, 1)]
+        everything += [load(p) for p in runs if p.is_file()]
+        lines.append([what, *(f"{load(p)['top1_last']:.1f}" if p.is_file() else 'missing' for p in runs)])
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
+
+
 def init_argv(options):
     """The random-init floor of a row's encoder (the same pretraining command with no update epoch)
     and its record name: it depends on the encoder and its input only."""
@@ -205,12 +234,13 @@ def nested_table(out, seeds):
     header = ['test fold', *[name for name, _ in rows], 'chosen']
     lines, everything = [header, ['---'] * len(header)], []
     for fold in range(5):
-        cells = [str(fold)]
+        cells, complete = [str(fold)], True
         for name, options in rows:
             runs = records(out, 'sbu', name, options, f'fold{fold}-', '*')[0]
             everything += runs
+            complete &= len(runs) == 2 * len(seeds)
             cells.append(mean_std(list(map(criterion, runs)), 1) + f' ({len(runs)} of {2 * len(seeds)})')
-        lines.append(cells + [nested_choice(out, fold, rows, '*') or '–'])
+        lines.append(cells + [(nested_choice(out, fold, rows, '*') if complete else 'runs missing') or '–'])
     return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
 
 
@@ -220,6 +250,7 @@ def summarise(out, seeds):
     out = Path(out)
     screen, screened = screen_table(out, seeds)
     nested, nested_runs = nested_table(out, seeds)
+    semi, semi_runs = semi_table(out)
     chosen, kept = screen_choice(out, seeds)
     chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
@@ -248,8 +279,9 @@ def summarise(out, seeds):
     text = f"""# Recipe ablation (validation only)
 
 Produced by `python ablation.py --seeds {seeds_text}` (the multi-seed screening and the SBU nested
-selection) and `python ablation.py --stage rounds --seeds 1 --finalists 3` (the earlier one-seed
-rounds); these tables: `python ablation.py --summary`. The JSON files beside this README hold every
+selection), `python ablation.py --stage rounds --seeds 1 --finalists 3` (the earlier one-seed
+rounds) and `python ablation.py --stage semi` (the fine-tuning schedules); these tables:
+`python ablation.py --summary`. The JSON files beside this README hold every
 run's results, resolved options and provenance.
 
 Validation mirrors each test protocol and never uses the test split (ablation.py's docstring).
@@ -296,6 +328,16 @@ the N-UCLA screening and strong1.
 
 {table}
 
+## Semi-supervised fine-tuning schedules (N-UCLA cross-view validation, 10 % labels)
+
+`python ablation.py --stage semi`: on the rotation lever's validation checkpoints (seed 1), each
+schedule fine-tunes encoder and classifier on about 5 labelled sequences per class, then trains the
+linear stage on them; SGD-last-epoch top-1 on the held-out view. Run after the test numbers of the
+strong recipe existed; it chose nothing (the official schedule stays). Runs:
+{experiments.provenance_note(semi_runs) or 'none yet'}.
+
+{semi}
+
 ## Post hoc: does validation rank recipes as the test does?
 
 A comparison made after the test numbers existed, never used to choose anything: the same criterion
@@ -311,10 +353,11 @@ screening started after these test numbers existed; nothing was chosen from them
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--stage', choices=['all', 'screen', 'nested', 'rounds'], default='all',
+    parser.add_argument('--stage', choices=['all', 'screen', 'nested', 'rounds', 'semi'], default='all',
                         help='screen: the multi-seed N-UCLA cross-view screening (recipes.SCREEN); nested: SBU nested '
                              'selection between strong1 and its choice; all: both; rounds: the earlier one-seed '
-                             'rounds (recipes.LEVERS, recorded with --seeds 1 --finalists 3)')
+                             'rounds (recipes.LEVERS, recorded with --seeds 1 --finalists 3); semi: the '
+                             'semi-supervised fine-tuning schedules')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--finalists', type=positive_int, default=3,
                         help='rounds: best N-UCLA rows taken to SBU (+ strong1)')
@@ -337,6 +380,9 @@ def main(argv=None):
         run(screen_rows(args.out, args.seeds), 'ucla_view3', floors=True)  # the kept rows together, if new
     if not args.summary and args.stage in ('all', 'nested'):
         run(nested_rows(args.out, args.seeds), 'sbu', floors=True)
+    if not args.summary and args.stage == 'semi':
+        experiments.run_all(semi_plan(args.data_root), args.out, args.runs, args.jobs, args.threads, args.force,
+                            keep_history=False)
     if not args.summary and args.stage == 'rounds':
         run(ROWS, 'ucla_view3')
         finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'} | {n for n, _ in REFERENCES}

@@ -1,6 +1,7 @@
 """reproduce.py --quick: the runner runs every protocol step as a subprocess, records it with its
 provenance and tabulates it (not the numbers); jobs are planned as documented."""
 import argparse
+import shutil
 import json
 
 import pytest
@@ -91,3 +92,40 @@ def test_nested_row_applies_the_lever_each_fold_chose_from_the_committed_ablatio
     assert fold2[fold2.index('--recipe') + 1] == 'strong1' and '--bidirectional' in fold2 and 'gru' in fold2
     fold3_raw = next(run.argv for run in runs if run.name == 'sbu/nested/fold3-seed1-raw')
     assert fold3_raw[fold3_raw.index('--recipe'):] == ('--recipe', 'strong1')  # neither views nor cell change the input
+
+
+def write_record(path, score):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(probe_top1=score, knn_selected_top1=score, seed=1)))
+
+
+def test_screening_keeps_a_row_only_when_its_paired_difference_clears_the_noise(tmp_path):
+    (base, _), (steady, _), (noisy, _), (partial, _) = ablation.SCREEN[:4]
+    for g in range(2):
+        for seed in (1, 2, 3):
+            pair = f'val{g}-seed{seed}'
+            score = 60 + 3 * g + seed  # views and seeds differ a lot; pairs remove that
+            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(base)}-{pair}.json', score)
+            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(steady)}-{pair}.json', score + 1.0 + 0.1 * seed)
+            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(noisy)}-{pair}.json', score + (4 if seed == 1 else -1))
+            if (g, seed) != (1, 3):
+                write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(partial)}-{pair}.json', score + 5)
+    chosen, kept = ablation.screen_choice(tmp_path, [1, 2, 3])
+    assert kept == [steady] and chosen == ablation.SCREEN[1][1]
+    table, _ = ablation.screen_table(tmp_path, [1, 2, 3])
+    verdicts = {row.split(' | ')[0][2:]: row.split(' | ')[6] for row in table.splitlines()[2:]}
+    assert verdicts[base] == 'base' and verdicts[steady] == 'kept' and verdicts[noisy] == 'dropped'
+    assert verdicts[partial] == 'missing 1 of 6 runs'  # never averaged as if complete
+
+
+def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
+    committed = reproduce.experiments.ROOT / 'results'
+    out = tmp_path / 'results'
+    shutil.copytree(committed, out, ignore=shutil.ignore_patterns('ablation'))
+    records = sorted(p for p in out.rglob('*.json'))
+    for path in records[::max(1, len(records) // 12)]:  # a dozen files across protocols, recipes and evaluations
+        path.rename(path.with_suffix('.gone'))
+        name = str(path.relative_to(out))
+        assert f'`{name}`' in reproduce.summarise(out), name
+        path.with_suffix('.gone').rename(path)
+    assert 'Incomplete rows' not in reproduce.summarise(out)
