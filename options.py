@@ -124,7 +124,8 @@ def common(parser):
     add('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
     add('--threads', type=positive_int, default=None,
         help='CPU threads (default: $OMP_NUM_THREADS if set, else 1; bench/results/threads-*.json)')
-    add('--out_dir', default=None, help='run folder (default runs/<dataset>-<mode>-<time>)')
+    add('--out_dir', default=None, help='run folder (default runs/<dataset>-<time> for pretraining, '
+                                         'runs/<dataset>-<mode>-<time> for an evaluation)')
     add('--quiet', action='store_true', help='no progress bars, log to file only')
     add('--no_plots', action='store_true', help='write no PNG figures at the end of the run')
     add('--config', default=None, help="an earlier run's args.json: its options sit below the command line")
@@ -280,6 +281,8 @@ def resolve(parser, argv=None):
     if mode in ('eval', 'knn', 'raw'):  # a recipe's training schedule is not this mode's: not recorded as if it were
         for key in (k for k in TRAINING if source.get(k, '').startswith('recipe')):
             opts[key], source[key] = default[key], 'default (the recipe sets it for training modes only)'
+    for key in ('data_root', 'cache_dir'):  # stored absolute: a checkpoint evaluates from any folder
+        opts[key] = os.path.abspath(os.path.expanduser(opts[key]))
     opts.update(mode=mode, recipe=recipe, input_chain=input_chain(opts), notes=notes)
     if opts.get('show_options'):
         width = max(map(len, opts))

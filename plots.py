@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix  # noqa: E402
 
 def _save(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches='tight')  # legends sit below the axes, not over the data
     plt.close(fig)
     return path
 
@@ -28,7 +28,6 @@ def plot_loss(rows, path, warmup_epochs=0):
     ax.plot(epochs, [float(r['loss']) for r in rows], label='InfoNCE loss')
     if warmup_epochs:
         ax.axvspan(0.5, warmup_epochs + 0.5, color='grey', alpha=0.2, label='queue warm-up (no update)')
-        ax.legend(fontsize=7, loc='upper right')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('epoch')
     ax.set_ylabel('loss')
@@ -36,7 +35,13 @@ def plot_loss(rows, path, warmup_epochs=0):
     twin = ax.twinx()
     twin.plot(epochs, [float(r['pos_logit']) for r in rows], color='tab:orange', alpha=0.6, label='positive logit')
     twin.set_ylabel('positive logit', color='tab:orange')
+    handles = [h for axis in (ax, twin) for h in axis.get_legend_handles_labels()[0]]
+    _legend_below(ax, handles)
     return _save(fig, path)
+
+
+def _legend_below(ax, handles):
+    ax.legend(handles=handles, fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
 
 
 def plot_accuracy(history, path, title, select='last'):
@@ -53,7 +58,7 @@ def plot_accuracy(history, path, title, select='last'):
     ax.set_xlabel('epoch')
     ax.set_ylabel('accuracy (%)')
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
     return _save(fig, path)
 
 

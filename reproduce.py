@@ -35,7 +35,10 @@ EVALUATIONS = ['linear', *SEMI, 'supervise', 'raw']
 QUICK = dict(linear=['--epochs', '2', '--lin_epochs', '3'], semi=['--epochs', '2', '--lin_epochs', '2'],
              supervise=['--epochs', '2'], raw=[])
 CONFIGS = [*RECIPES, 'nested']
-COVERED = dict(strong1=('linear', 'raw'), nested=('linear', 'raw'))  # the table's evaluations, where not all
+# What the table holds, and so what a plain `python reproduce.py` runs: every evaluation of every
+# recipe on every protocol, except these.
+COVERED = dict(strong1=('linear', 'raw'), nested=('linear', 'raw'))
+UNRUN = {('ucla_view1', config) for config in ('strong1', 'strong')}
 # SBU rows chosen with SBU test folds in their ancestry: strong1 came from an ablation whose SBU
 # criterion averaged validation folds that were also test folds, and strong / nested build on it.
 ANCESTRY_MARK = ' (‡ test folds in its ancestry)'
@@ -51,19 +54,25 @@ def recipe_argv(config, split_args, evaluation):
     return ['--recipe', 'strong1', *to_argv(lever if evaluation != 'raw' else floor_options(lever, 'raw'))]
 
 
+def covered(protocol, config, args):
+    """Whether the plan runs this recipe on this protocol: nested on SBU only; without --protocols,
+    only where the table has it (the strong recipes were not run on N-UCLA 2,3 → 1: CPU time)."""
+    return (config != 'nested' or protocol == 'sbu') and (bool(args.protocols) or (protocol, config) not in UNRUN)
+
+
 def plan(args):
     """One job per (protocol, recipe, split, seed): pretraining + linear evaluation first (semi
     fine-tunes its checkpoint), then the semi-supervised, supervised and raw-floor runs asked for.
     The raw floor draws no random numbers, so it runs for the first seed only."""
     jobs = []
-    for protocol in args.protocols:
+    for protocol in args.protocols or PROTOCOLS:
         for dataset, split_args, split in PROTOCOLS[protocol][:1 if args.quick else None]:
-            for config in (c for c in args.configs if c != 'nested' or protocol == 'sbu'):
+            for config in (c for c in args.configs if covered(protocol, c, args)):
                 for seed in args.seeds:
                     base = ['--dataset', dataset, *split_args, '--seed', str(seed), '--data_root', args.data_root]
                     name, kind = f'{protocol}/{config}/{split}-seed{seed}-', f'{protocol}/{config}/'
-                    wanted = [e for e in args.evaluations if (e != 'raw' or seed == args.seeds[0])
-                              and (config != 'nested' or e in ('linear', 'raw'))]
+                    wanted = [e for e in args.evaluations or COVERED.get(config, EVALUATIONS)
+                              if (e != 'raw' or seed == args.seeds[0]) and (config != 'nested' or e in ('linear', 'raw'))]
                     job = [Run(name + 'linear', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'linear') + (
                         QUICK['linear'] if args.quick else [])), kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
                     for evaluation in (e for e in wanted if e != 'linear'):
@@ -91,11 +100,11 @@ def per_seed(records, key):
     return [statistics.mean(v) if None not in v else None for v in by_seed.values() if len(v) == folds]
 
 
-def missing(out, protocol, config, evaluation, seeds):
-    """The record names of one table row that are not in `out` (every split of every seed asked for;
-    the raw floor: the first seed only)."""
+def missing(out, protocol, config, evaluation, seeds, quick=False):
+    """The record names of one table row that are not in `out` (every split of every seed asked for,
+    quick: the first split; the raw floor: the first seed only)."""
     seeds = seeds[:1] if evaluation == 'raw' else seeds
-    return [name for seed in seeds for _, _, split in PROTOCOLS[protocol]
+    return [name for seed in seeds for _, _, split in PROTOCOLS[protocol][:1 if quick else None]
             if not (Path(out) / (name := f'{protocol}/{config}/{split}-seed{seed}-{evaluation}.json')).exists()]
 
 
@@ -125,11 +134,12 @@ HEADLINE = ['protocol', 'recipe', 'best epoch (test-selected)', 'SGD last epoch'
             'supervised (last epoch)']
 
 
-def summarise(out, readme=None, seeds=(1, 2, 3)):
+def summarise(out, readme=None, seeds=(1, 2, 3), quick=False, evaluations=None):
     """Write <out>/README.md: mean ± std over seeds (SBU: of each seed's 5-fold mean), the margin of
     the learned features over the raw-input floor of the same input, and the SBU folds; and the
     headline table between the markers of `readme`. A row whose runs are not all recorded (every
-    fold of `seeds`) averages its complete seeds and names the missing runs."""
+    fold of `seeds`; quick: the first fold; the `evaluations` of a recipe that has any) averages its
+    complete seeds and names the missing runs."""
     out = Path(out)
     header = ['protocol', 'recipe', 'evaluation', *(label for _, label in COLUMNS + MARGINS), 'seeds', 's / run']
     rows, folds, commands, everything, heads, minutes = [header], [], {}, [], [HEADLINE], dict.fromkeys(CONFIGS, 0)
@@ -141,19 +151,21 @@ def summarise(out, readme=None, seeds=(1, 2, 3)):
             raw = records['raw']
             for evaluation, runs in records.items():
                 if not runs:
-                    if any(records.values()) and evaluation in COVERED.get(config, EVALUATIONS):
+                    if any(records.values()) and evaluation in COVERED.get(config, evaluations or EVALUATIONS) \
+                            and evaluation in (evaluations or EVALUATIONS):
                         incomplete.update({name: f'{protocol} {config}' for name in missing(
-                            out, protocol, config, evaluation, list(seeds))})
+                            out, protocol, config, evaluation, list(seeds), quick)})
                     continue
                 everything += runs
                 minutes[config] += sum(r['seconds'] for r in runs) / 60
                 commands.setdefault((config, evaluation), runs[0]['provenance']['process_command'])
                 margins = [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(runs, key)])
                            if evaluation == 'linear' and per_seed(raw, key) else '' for key, _ in MARGINS]
-                absent = missing(out, protocol, config, evaluation, list(seeds))
+                absent = missing(out, protocol, config, evaluation, list(seeds), quick)
                 incomplete.update({name: f'{protocol} {config}' for name in absent})
                 rows.append([protocol, marked(protocol, config), evaluation, *(mean_std(per_seed(runs, key)) for key, _ in COLUMNS),
-                             *margins, str(len(per_seed(runs, 'seed'))) + (' × 5 folds' if protocol == 'sbu' else '')
+                             *margins, str(len(per_seed(runs, 'seed'))) + (
+                                 f" × {len({r['options']['fold'] for r in runs})} folds" if protocol == 'sbu' else '')
                              + (f' (missing: {len(absent)} runs)' if absent else ''),
                              f"{statistics.mean(r['seconds'] for r in runs):.0f}"])
             if records['linear']:
@@ -226,12 +238,14 @@ MARKERS = ('<!-- reproduce.py --summary writes this table -->', '<!-- end of the
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=list(PROTOCOLS))
+    parser.add_argument('--protocols', nargs='+', choices=list(PROTOCOLS), default=None,
+                        help='default: every protocol, each with the recipes the table has there')
     parser.add_argument('--configs', nargs='+', choices=CONFIGS, default=CONFIGS,
                         help='recipes; nested: SBU only, the lever chosen per test fold by nested selection')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
-    parser.add_argument('--evaluations', nargs='+', choices=EVALUATIONS, default=EVALUATIONS,
-                        help="which runs of each job (semi needs the linear run's checkpoint, which is rerun if gone)")
+    parser.add_argument('--evaluations', nargs='+', choices=EVALUATIONS, default=None,
+                        help="which runs of each job (default: those the table has for the recipe; semi needs the "
+                             "linear run's checkpoint, which is rerun if gone, its record kept)")
     parser.add_argument('--data_root', default=DATA_ROOT)
     parser.add_argument('--out', default=None, help='result JSONs and README.md (default results/, quick: runs/reproduce-quick)')
     parser.add_argument('--runs', default=None, help='run folders with checkpoints (default runs/reproduce[-quick])')
@@ -250,7 +264,8 @@ def main(argv=None):
         experiments.run_all(plan(args), args.out, args.runs, args.jobs,
                             args.threads or max(1, available_cpus() // args.jobs), args.force)
     committed = Path(args.out).resolve() == experiments.ROOT / 'results'
-    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None, args.seeds))
+    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None, args.seeds, args.quick,
+                    args.evaluations))
 
 
 if __name__ == '__main__':

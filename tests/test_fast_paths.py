@@ -108,6 +108,7 @@ def test_synthetic_ntu_benchmark_smoke():
 def test_memory_map_benchmark_smoke(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
     import speed
-    report = speed.ntu_memmap_memory(64, tmp_path, torch.device('cpu'))
-    assert report['samples'] == 64 and report['array_mb'] == pytest.approx(64 * 3 * 300 * 25 * 2 * 4 / 2 ** 20, 0.01)
-    assert report['anon_memory_growth_mb'] >= 0
+    report = speed.ntu_memmap_memory(512, tmp_path, torch.device('cpu'))
+    assert report['samples'] == 512 and report['array_mb'] == pytest.approx(512 * 3 * 300 * 25 * 2 * 4 / 2 ** 20, 0.01)
+    # read through the page cache: a copy of the 88 MB array in the process's own memory would show here
+    assert 0 <= report['anon_memory_growth_mb'] < report['array_mb'] / 2

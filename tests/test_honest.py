@@ -9,6 +9,7 @@ import torch
 
 import dataset
 import evaluation
+import linEval
 import preprocess
 import pretrain_and_linEval as pretrain
 import pretraining
@@ -56,6 +57,29 @@ def test_validation_mode_never_reads_the_test_split(data_root, cache_dir, monkey
     ((train_x, train_y), (val_x, val_y)), groups = dataset.load_splits(opts)
     assert train_x.shape[1:] == val_x.shape[1:] == (3, 20, 20, 1)
     assert len(train_y) + len(val_y) == 1020 and len(groups) == len(train_y)
+
+
+@pytest.mark.parametrize('name', ['sbu', 'ucla'])
+def test_no_test_sequence_reaches_pretraining_probes_raw_floor_or_semi_in_validation_runs(name, data_root, tmp_path,
+                                                                                            monkeypatch):
+    real = dataset.load_split
+
+    def guarded(*args, **kwargs):
+        assert args[2] == 'train', 'the test split was loaded'
+        return real(*args, **kwargs)
+    monkeypatch.setattr(dataset, 'load_split', guarded)
+    common = ['--dataset', name, '--data_root', str(data_root), '--eval_split', 'validation', '--val_group', '1',
+              '--quiet', '--no_plots', '--threads', '1', *(['--test_view', '3'] if name == 'ucla' else [])]
+    short = ['--epochs', '1', '--lin_epochs', '1']
+    learned = pretrain.main(pretrain.parse_option(common + short + ['--recipe', 'strong', '--out_dir', str(tmp_path / 'p')]))
+    raw = linEval.main(linEval.parse_option_lin_eval(['--mode', 'raw', '--recipe', 'strong', *common,
+                                                      '--out_dir', str(tmp_path / 'r')]))
+    semi = linEval.main(linEval.parse_option_lin_eval(['--mode', 'semi', '--semi_rate', '0.1', '--model_path',
+                                                       learned['model_path'], *short, '--quiet', '--no_plots',
+                                                       '--threads', '1', '--out_dir', str(tmp_path / 's')]))
+    for result in (learned, raw, semi):
+        assert result['eval_split'] == 'validation' and np.isfinite(result['top1'])
+    assert learned['samples'] == raw['samples'] == semi['samples']  # the same held-out part of the training split
 
 
 def _features(seed, n=240, classes=4, dim=12):

@@ -167,7 +167,7 @@ def test_second_writer_is_refused(data_root, tmp_path, capsys):
 @pytest.mark.parametrize('content, expected', [
     ('[1, 2]', 'expected a json object'),
     ('{"dataset": "imagenet"}', "option dataset: 'imagenet' is not one of"),
-    ('{"epochs": 0}', "option epochs: 0 is not an integer >= 1"),
+    ('{"epochs": -1}', "option epochs: -1 is not an integer >= 0"),
     ('{"l2norm": "yes"}', "option l2norm: 'yes' is not true or false"),
     ('{"test_view": "x"}', "option test_view:"),
     ('{not json', 'not a readable args.json'),

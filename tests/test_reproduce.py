@@ -32,7 +32,8 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     assert raw['options']['selected_frames'] == 40 and 'epochs' not in raw  # the faithful encoder's input
     table = (out / 'README.md').read_text()
     assert '| sbu | faithful | linear |' in table and '| sbu | corrected | supervise |' in table
-    assert '| sbu | corrected | raw |' in table and '| sbu | nested | linear |' in table and 'runs at commit' in table
+    assert '| sbu | corrected | raw |' in table and '| sbu | nested (‡' in table and 'runs at commit' in table
+    assert 'Incomplete' not in table and '| 1 × 1 folds |' in table  # the quick plan is complete: one fold, one seed
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
     capsys.readouterr()
     reproduce.main(argv)
