@@ -1,22 +1,20 @@
 """Choose a recipe on validation data that mirrors each test protocol; no test sequence is used
 (the test files are parsed and checked with the rest of their dataset, nothing more).
 
-    python ablation.py                   # N-UCLA cross-view screening of every lever, then nested SBU
-                                         # selection among the best of them
-    python ablation.py --stage screen --seeds 1 --jobs 2
+    python ablation.py --jobs 2          # multi-seed N-UCLA screening, then SBU nested selection
+    python ablation.py --stage rounds --seeds 1 --finalists 3   # the earlier one-seed rounds
+    python ablation.py --stage semi      # the semi-supervised fine-tuning schedules
     python ablation.py --summary         # rebuild results/ablation/README.md from the recorded runs
 
-N-UCLA (train views 1, 2; test view 3, cross-view): every row is pretrained and probed on one
-training view and validated on the other (`--eval_split validation --val_group 0` and `1`); view 3
-is never used. SBU (5 folds): for test fold f, each run trains on three of its four training folds
-and validates on the fourth (`--fold f --val_group g`, g = 0, 1: the first two of its training
-folds in turn); fold f is never used, and the lever chosen for fold f is chosen from those runs
-alone (`nested_choice`). Criterion, fixed in
-advance: the mean of the L-BFGS and KNN probes' validation top-1. Every row also gets the raw-input
-floor of its input on the same validation splits. Levers (recipes.LEVERS) are options added to the
-strong1 recipe; SBU runs the best `--finalists` levers of the N-UCLA screening and strong1. The
-faithful and corrected recipes run through the same validation, to check that it ranks recipes as
-the test does (`agreement`).
+N-UCLA (train views 1, 2; test view 3): every run pretrains and probes on one training view and
+validates on the other (`--eval_split validation --val_group 0 | 1`). SBU (5 folds): for test fold
+f, a run trains on three of its four training folds and validates on the fourth (`--fold f
+--val_group g`, g = 0, 1), so the choice for fold f comes from runs that never use it
+(`nested_choice`). Criterion, fixed in advance: the mean of the L-BFGS and KNN probes' validation
+top-1. Rows are options added to strong1 (recipes.SCREEN; the one-seed rounds: recipes.LEVERS); each
+also gets the raw-input floor of its input and, in the multi-seed screening, the random-init floor
+of its encoder. A row is kept when its paired difference to strong1 (same view, same seed) clears
+its noise (`clears_noise`).
 """
 import argparse
 import math
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import experiments
 from dataset import DATA_ROOT
-from experiments import PRETRAIN, Run, load, mean_std
+from experiments import PRETRAIN, Run, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SCREEN
 from runs import available_cpus, cli
@@ -69,12 +67,12 @@ def semi_plan(data_root):
 
 def semi_table(out):
     """Markdown rows of the fine-tuning study: SGD-last-epoch validation top-1 per held-out view."""
-    lines, everything = [['schedule', 'validation view 1', 'validation view 2'], ['---'] * 3], []
+    lines, everything = [['schedule', 'validation view 1', 'validation view 2']], []
     for key, what, _ in SEMI_STUDY:
         runs = [Path(out, 'semi', f'{key}-val{g}-seed1.json') for g in (0, 1)]
         everything += [load(p) for p in runs if p.is_file()]
         lines.append([what, *(f"{load(p)['top1_last']:.1f}" if p.is_file() else 'missing' for p in runs)])
-    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
+    return markdown(lines), everything
 
 
 def init_argv(options):
@@ -185,7 +183,7 @@ def screen_table(out, seeds):
     base = runs_of(out, 'ucla_view3', SCREEN[0][0])
     header = ['row', 'runs', 'L-BFGS', 'KNN', 'criterion', 'paired difference to strong1', 'verdict',
               'raw criterion', 'random-init criterion', 'learned − random-init']
-    lines, everything = [header, ['---'] * len(header)], []
+    lines, everything = [header], []
     for name, options in screen_rows(out, seeds):
         runs = runs_of(out, 'ucla_view3', name)
         raw = records(out, 'ucla_view3', name, options)[1]
@@ -202,7 +200,7 @@ def screen_table(out, seeds):
                       mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict,
                       mean_std(list(map(criterion, raw)), 1), mean_std(floor, 1),
                       '–' if margin is None else f'{margin:+.1f}'])
-    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
+    return markdown(lines), everything
 
 
 def agreement(out, results):
@@ -232,7 +230,7 @@ def nested_table(out, seeds):
     and the choice."""
     rows = nested_rows(out, seeds)
     header = ['test fold', *[name for name, _ in rows], 'chosen']
-    lines, everything = [header, ['---'] * len(header)], []
+    lines, everything = [header], []
     for fold in range(5):
         cells, complete = [str(fold)], True
         for name, options in rows:
@@ -241,7 +239,7 @@ def nested_table(out, seeds):
             complete &= len(runs) == 2 * len(seeds)
             cells.append(mean_std(list(map(criterion, runs)), 1) + f' ({len(runs)} of {2 * len(seeds)})')
         lines.append(cells + [(nested_choice(out, fold, rows, '*') if complete else 'runs missing') or '–'])
-    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines), everything
+    return markdown(lines), everything
 
 
 def summarise(out, seeds):
@@ -261,7 +259,7 @@ def summarise(out, seeds):
             chosen[name].append(f'SBU fold {fold}')
     header = ['row', 'N-UCLA: L-BFGS', 'KNN', 'raw L-BFGS', 'raw KNN', 'criterion', 'SBU: L-BFGS', 'KNN',
               'raw L-BFGS', 'raw KNN', 'criterion', 'chosen for']
-    lines, everything = [header, ['---'] * len(header)], []
+    lines, everything = [header], []
     for name, options in ROWS:
         cells = [name]
         for protocol in ('ucla_view3', 'sbu'):
@@ -271,10 +269,9 @@ def summarise(out, seeds):
             cells += [mean_std([r[k] for r in runs], 1) for runs in (learned, raw)
                       for k in ('probe_top1', 'knn_selected_top1')] + [mean_std(list(map(criterion, learned)), 1)]
         lines.append(cells + [', '.join(chosen[name]) or '–'])
-    table = '\n'.join('| ' + ' | '.join(row) + ' |' for row in lines)
+    table = markdown(lines)
     pairs, verdicts = agreement(out, experiments.ROOT / 'results')
-    agree = '\n'.join('| ' + ' | '.join(row) + ' |' for row in [
-        ['protocol', 'recipe', 'validation criterion', 'test criterion'], ['---'] * 4, *pairs])
+    agree = markdown([['protocol', 'recipe', 'validation criterion', 'test criterion'], *pairs])
     seeds_text = ' '.join(map(str, seeds))
     text = f"""# Recipe ablation (validation only)
 

@@ -163,6 +163,11 @@ def run_all(jobs, out, runs_dir, workers=1, threads=1, force=False, keep_history
         raise RunError(f"{len(failed)} of {len(jobs)} jobs failed (the others' records are kept); the first: {failed[0]}")
 
 
+def markdown(rows):
+    """A markdown table: the header row, its rule, then the rows."""
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in [rows[0], ['---'] * len(rows[0]), *rows[1:]])
+
+
 def mean_std(values, digits=2):
     """'mean ± std' of the values that are not None ('–' if none)."""
     values = [v for v in values if v is not None]

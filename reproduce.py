@@ -20,7 +20,7 @@ from pathlib import Path
 
 import experiments
 from dataset import DATA_ROOT
-from experiments import PRETRAIN, Run, load, mean_std
+from experiments import PRETRAIN, Run, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SBU_NESTED
 from runs import available_cpus, cli
@@ -106,10 +106,6 @@ def missing(out, protocol, config, evaluation, seeds, quick=False):
     seeds = seeds[:1] if evaluation == 'raw' else seeds
     return [name for seed in seeds for _, _, split in PROTOCOLS[protocol][:1 if quick else None]
             if not (Path(out) / (name := f'{protocol}/{config}/{split}-seed{seed}-{evaluation}.json')).exists()]
-
-
-def markdown(rows):
-    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in [rows[0], ['---'] * len(rows[0]), *rows[1:]])
 
 
 def headline(records, protocol, config):
