@@ -249,7 +249,7 @@ def summarise(out, seeds):
     screen, screened = screen_table(out, seeds)
     nested, nested_runs = nested_table(out, seeds)
     semi, semi_runs = semi_table(out)
-    chosen, kept = screen_choice(out, seeds)
+    kept = screen_choice(out, seeds)[1]
     chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
     if ranking:

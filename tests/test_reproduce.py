@@ -1,8 +1,11 @@
 """reproduce.py --quick: the runner runs every protocol step as a subprocess, records it with its
 provenance and tabulates it (not the numbers); jobs are planned as documented."""
 import argparse
-import shutil
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -130,3 +133,20 @@ def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
         assert f'`{name}`' in reproduce.summarise(out), name
         path.with_suffix('.gone').rename(path)
     assert 'Incomplete rows' not in reproduce.summarise(out)
+
+
+def test_readme_reproduce_command_in_a_fresh_clone_rewrites_nothing(tmp_path):
+    root = reproduce.experiments.ROOT
+    clone = tmp_path / 'clone'
+    subprocess.run(['git', 'clone', '-q', str(root), str(clone)], check=True)
+    for path in ('README.md', 'results/README.md'):  # this checkout's tables, committed or not
+        shutil.copy(root / path, clone / path)
+    subprocess.run(['git', '-C', str(clone), 'commit', '-qam', 'tables', '--allow-empty'], check=True,
+                   env=dict(os.environ, GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@t', GIT_COMMITTER_NAME='t',
+                            GIT_COMMITTER_EMAIL='t@t'))
+    done = subprocess.run([sys.executable, 'reproduce.py', '--jobs', '2', '--configs', 'faithful', 'strong1',
+                           '--seeds', '1', '2', '3'], cwd=clone, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert 'already recorded' in done.stdout and '0 runs in 0 jobs' in done.stdout  # every run is recorded
+    status = subprocess.run(['git', '-C', str(clone), 'status', '--porcelain'], capture_output=True, text=True).stdout
+    assert status == '', status  # no record rewritten, the tables regenerate byte for byte
