@@ -272,78 +272,13 @@ def summarise(out, seeds):
     table = markdown(lines)
     pairs, verdicts = agreement(out, experiments.ROOT / 'results')
     agree = markdown([['protocol', 'recipe', 'validation criterion', 'test criterion'], *pairs])
-    seeds_text = ' '.join(map(str, seeds))
-    text = f"""# Recipe ablation (validation only)
-
-Produced by `python ablation.py --seeds {seeds_text}` (the multi-seed screening and the SBU nested
-selection), `python ablation.py --stage rounds --seeds 1 --finalists 3` (the earlier one-seed
-rounds) and `python ablation.py --stage semi` (the fine-tuning schedules); these tables:
-`python ablation.py --summary`. The JSON files beside this README hold every
-run's results, resolved options and provenance.
-
-Validation mirrors each test protocol and never uses the test split (ablation.py's docstring).
-**N-UCLA** (test: train views 1, 2 -> view 3): pretrain and probe on one training view, validate on
-the other, both ways. **SBU** (5-fold): for test fold f, train on three of its training folds and
-validate on the fourth, the first two of them in turn; the row chosen for fold f uses only those
-runs (nested selection). Criterion, fixed in advance: the mean of the L-BFGS and KNN validation
-top-1. "raw": the same probes on the row's input itself (no learning); "random-init": the same
-pretraining command with no update epoch (`--epochs 0`: the encoder as initialised, after the
-queue warm-up).
-
-## Multi-seed screening (N-UCLA cross-view, {len(seeds)} seeds x 2 validation views)
-
-Each row is strong1 plus (or minus) one change (recipes.SCREEN): first the ingredients of the
-recurrent peers (the view-normalised min-max input, the final-state read-out, a zero-input
-reconstruction decoder, its consistency term; singly, then together), then strong1's own steps
-undone one at a time. "paired difference": the row's criterion minus strong1's on the same
-validation view and seed, mean ± sd over the pairs. **Kept** when every pair is there and the mean
-difference exceeds two of its standard errors (sd / sqrt(n)); a row with runs missing says so and
-is neither kept nor dropped. Runs: {experiments.provenance_note(screened)}.
-
-{screen}
-
-Chosen: strong1{''.join(' + ' + name for name in kept) or ' (no change cleared its noise)'}.
-
-## SBU nested selection between strong1 and the screening's choice
-
-For each test fold, the mean criterion of its inner validation runs ({len(seeds)} seeds x 2 inner
-folds, none of them the test fold); the better row is that fold's choice. Runs:
-{experiments.provenance_note(nested_runs) or 'none yet'}.
-
-{nested}
-
-## Earlier one-seed rounds (recipes.LEVERS)
-
-One seed per validation view: these rounds could not tell 2 points from noise (the multi-seed
-screening above replaces them). They chose `strong` (strong1 + rotation) and the nested SBU row;
-strong1 itself came from a yet earlier ablation whose SBU criterion averaged validation folds that
-were also test folds. Runs: {experiments.provenance_note(everything)}.
-
-Cells: mean ± std over runs (N-UCLA: 2 validation views; SBU: 5 test folds x 2 inner folds).
-"chosen for": the protocol split whose validation chose the row; SBU ran only the 3 best rows of
-the N-UCLA screening and strong1.
-
-{table}
-
-## Semi-supervised fine-tuning schedules (N-UCLA cross-view validation, 10 % labels)
-
-`python ablation.py --stage semi`: on the rotation lever's validation checkpoints (seed 1), each
-schedule fine-tunes encoder and classifier on about 5 labelled sequences per class, then trains the
-linear stage on them; SGD-last-epoch top-1 on the held-out view. Run after the test numbers of the
-strong recipe existed; it chose nothing (the official schedule stays). Runs:
-{experiments.provenance_note(semi_runs) or 'none yet'}.
-
-{semi}
-
-## Post hoc: does validation rank recipes as the test does?
-
-A comparison made after the test numbers existed, never used to choose anything: the same criterion
-on validation (the one-seed rounds) and on the test split (results/, 3 seeds, after the choice) for
-the recipes that have both. {'; '.join(verdicts) or 'Not run yet.'} (Rounds 3 and 4 of the one-seed
-screening started after these test numbers existed; nothing was chosen from them.)
-
-{agree}
-"""
+    text = (Path(__file__).parent / 'docs' / 'templates' / 'ablation.md').read_text().format(
+        seeds_text=' '.join(map(str, seeds)), n_seeds=len(seeds), screen_runs=experiments.provenance_note(screened),
+        screen=screen, chosen=''.join(' + ' + name for name in kept) or ' (no change cleared its noise)',
+        nested_runs=experiments.provenance_note(nested_runs) or 'none yet', nested=nested,
+        rounds_runs=experiments.provenance_note(everything), table=table,
+        semi_runs=experiments.provenance_note(semi_runs) or 'none yet', semi=semi,
+        verdicts='; '.join(verdicts) or 'Not run yet.', agree=agree)
     (out / 'README.md').write_text(text)
     return text
 

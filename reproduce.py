@@ -184,47 +184,11 @@ def summarise(out, readme=None, seeds=(1, 2, 3), quick=False, evaluations=None):
                 folds.append([f"fold{run['options']['fold']}", config, f"seed {run['seed']}",
                               *(mean_std([run.get(key)]) for key, _ in COLUMNS)])
     table, fold_table = markdown(rows), markdown([['fold', 'recipe', 'seed', *(label for _, label in COLUMNS)], *sorted(folds)])
-    text = f"""# Reproduction results
-
-Produced by `python reproduce.py` (this table: `python reproduce.py --summary`) from the JSON files
-beside this README, one per run: each holds its results, per-epoch history, resolved options and
-provenance (the command as run, commit, machine, versions). They were produced by:
-{experiments.provenance_note(everything)}.
-Their recorded run times add up to {sum(minutes.values()):.0f} run-minutes ({', '.join(
-        f'{c} {m:.0f}' for c, m in minutes.items() if m)}).
-
-Top-1 %, mean ± standard deviation over seeds; for SBU each seed's value is first averaged over
-the 5 folds.
-- "best epoch" is the official number: the best test accuracy over the evaluation epochs, i.e.
-  **selected on the test set**; it is kept for comparison with the paper only.
-- "SGD last epoch" (the linear classifier, or the supervised network, after its last epoch), the
-  "L-BFGS probe" (standardised features, logistic regression, C in {{0.001 ... 10}} chosen on a
-  validation part of the training split made of whole groups, refit on the whole training split,
-  test evaluated once) and "KNN (k on val.)" (cosine, k in {{1 ... 20}} chosen the same way)
-  select nothing on the test split.
-- **raw** rows: the same probes on the encoder's input itself, flattened (the floor a learned
-  representation must beat; no random numbers, so the first seed only). "learned − raw" is the
-  linear row's probe minus the raw row's, same recipe, same input.
-
-Recipes: **faithful** = official defaults; **corrected** = `--recipe corrected`; **strong1** = the
-first strong recipe; **strong** = `--recipe strong` (README, "Recipes"); **nested** (SBU only) =
-strong1 plus, for each test fold, the lever that nested selection chose from that fold's training
-folds alone (`recipes.SBU_NESTED`, results/ablation; linear and raw only). ‡: on SBU, strong1,
-strong and nested were chosen with SBU test folds in their ancestry (strong1 came from an earlier
-ablation whose SBU criterion averaged validation folds that were also test folds). semi1 / semi10: 1 % / 10 %
-of the labels, first k per class in file order (faithful, official) or a random stratified draw
-fixed by the seed (the others), at least one per class.
-
-{table}
-
-{incomplete_text(incomplete)}## SBU linear evaluation per fold
-
-{fold_table}
-
-## Commands (first run of each kind; the others differ in split and seed)
-
-{chr(10).join(f'- {c} {e}: `{cmd}`' for (c, e), cmd in commands.items())}
-"""
+    text = (Path(__file__).parent / 'docs' / 'templates' / 'reproduce.md').read_text().format(
+        runs=experiments.provenance_note(everything), minutes=f'{sum(minutes.values()):.0f}',
+        per_recipe=', '.join(f'{c} {m:.0f}' for c, m in minutes.items() if m), table=table,
+        incomplete=incomplete_text(incomplete), fold_table=fold_table,
+        commands='\n'.join(f'- {c} {e}: `{cmd}`' for (c, e), cmd in commands.items()))
     (out / 'README.md').write_text(text)
     if readme and MARKERS[0] in Path(readme).read_text():
         before, rest = Path(readme).read_text().split(MARKERS[0], 1)
