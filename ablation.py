@@ -268,6 +268,9 @@ def summarise(out, seeds):
             everything += learned + raw
             cells += [mean_std([r[k] for r in runs], 1) for runs in (learned, raw)
                       for k in ('probe_top1', 'knn_selected_top1')] + [mean_std(list(map(criterion, learned)), 1)]
+            splits = 2 if protocol == 'ucla_view3' else 5 * len(SBU_INNER)  # one seed: a run per split
+            if learned and (len(learned) < splits or len(raw) < splits):
+                cells[-1] += f' (runs missing: {len(learned)} + {len(raw)} raw of {splits} + {splits})'
         lines.append(cells + [', '.join(chosen[name]) or '–'])
     table = markdown(lines)
     pairs, verdicts = agreement(out, experiments.ROOT / 'results')

@@ -150,3 +150,23 @@ def test_readme_reproduce_command_in_a_fresh_clone_rewrites_nothing(tmp_path):
     assert 'already recorded' in done.stdout and '0 runs in 0 jobs' in done.stdout  # every run is recorded
     status = subprocess.run(['git', '-C', str(clone), 'status', '--porcelain'], capture_output=True, text=True).stdout
     assert status == '', status  # no record rewritten, the tables regenerate byte for byte
+
+
+def test_committed_summaries_regenerate_byte_for_byte_and_name_a_deleted_ablation_record(tmp_path):
+    root = reproduce.experiments.ROOT
+    out = tmp_path / 'results'
+    shutil.copytree(root / 'results', out)
+    reproduce.summarise(out)
+    ablation.summarise(out / 'ablation', [1, 2, 3])
+    for path in ('README.md', 'ablation/README.md'):
+        assert (out / path).read_text() == (root / 'results' / path).read_text(), path
+    assert ablation.ucla_ranking(out / 'ablation')[0] == ablation.LEVERS[1][0]  # the round that chose strong
+    def strong1_runs(text):
+        return int(next(line for line in text.splitlines() if line.startswith('| strong1 | ')).split(' | ')[1].split()[0])
+    before = strong1_runs(ablation.summarise(out / 'ablation', [1, 2, 3]))
+    for name in ('ucla_view3/queue-128-val1-seed1.json', 'sbu/bidirectional-gru-fold3-val0-seed1.json',
+                 'semi/adam-val0-seed1.json', 'ucla_view3/strong1-val0-seed1.json'):
+        (out / 'ablation' / name).unlink()
+    text = ablation.summarise(out / 'ablation', [1, 2, 3])
+    assert text.count('(runs missing: ') == 3 and '| Adam lr 1e-3 | missing |' in text  # queue, GRU, strong1
+    assert strong1_runs(text) == before - 1 and 'missing 1 of 6 runs' in text  # every screened row pairs with strong1

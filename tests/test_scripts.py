@@ -314,3 +314,9 @@ def test_help_shows_every_default(capsys):
         assert stop.value.code == 0
     text = ' '.join(capsys.readouterr().out.split())
     assert '(default: 60)' in text and '(default: 0.06)' in text and '(default: 90)' in text  # epochs, nce_t, lin_epochs
+
+
+def test_evaluation_modes_record_no_training_schedule_they_do_not_use():
+    opts = linEval.parse_option_lin_eval(['--mode', 'raw', '--recipe', 'strong'])
+    assert opts.epochs is None and opts.learning_rate is None and opts.optimizer is None  # strong's: 120, 1e-3, adam
+    assert linEval.parse_option_lin_eval(['--mode', 'supervise', '--recipe', 'strong']).optimizer == 'adam'
