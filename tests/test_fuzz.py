@@ -10,6 +10,7 @@ profile (README): ASCAL_FUZZ_EXAMPLES=1000 ASCAL_FUZZ_REPORT=bench/results/fuzz-
 python -m pytest -q tests/test_fuzz.py -- random draws, counts of each outcome written to the report.
 """
 import json
+import sys
 import os
 import pickle
 import re
@@ -159,5 +160,8 @@ def test_reader(originals, tmp_path_factory, data, fmt):
 
 def teardown_module():
     if REPORT:
-        Path(REPORT).write_text(json.dumps(dict(examples_per_format=EXAMPLES, outcomes=COUNTS, provenance=provenance(
-            torch.device('cpu'), Path(REPORT).parent)), indent=2) + '\n')
+        info = provenance(torch.device('cpu'), Path(REPORT).parent)
+        info['process_command'] = (f"ASCAL_FUZZ_EXAMPLES={EXAMPLES} ASCAL_FUZZ_REPORT={REPORT} python -m pytest "
+                                   + ' '.join(sys.argv[1:]))
+        Path(REPORT).write_text(json.dumps(dict(examples_per_format=EXAMPLES, outcomes=COUNTS, provenance=info),
+                                           indent=2) + '\n')
