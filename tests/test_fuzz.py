@@ -10,10 +10,10 @@ profile (README): ASCAL_FUZZ_EXAMPLES=1000 ASCAL_FUZZ_REPORT=bench/results/fuzz-
 python -m pytest -q tests/test_fuzz.py -- random draws, counts of each outcome written to the report.
 """
 import json
-import sys
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
