@@ -18,6 +18,7 @@ its noise (`clears_noise`).
 """
 import argparse
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -142,10 +143,12 @@ def nested_rows(out, seeds):
     return [SCREEN[0]] + [row for row in screen_rows(out, seeds) if kept and row[1] == chosen][:1]
 
 
-def runs_of(out, protocol, name, split=''):
-    """{'<split>-seed<s>': record} of one row's learned runs."""
-    stem = slug(name)
-    return {p.stem[len(stem) + 1:]: load(p) for p in sorted(Path(out, protocol).glob(f'{stem}-{split}*seed*.json'))}
+def runs_of(out, protocol, stem, split=''):
+    """{'<split>-seed<s>': record} of the runs recorded as <stem>-<split>-seed<s> (a row's learned runs:
+    stem slug(name); its random-init floors: init_argv's name), optionally of one split prefix."""
+    pattern = re.compile(re.escape(f'{stem}-{split}') + r'(fold\d-)?(val\d-)?seed\d+')
+    return {p.stem[len(stem) + 1:]: load(p) for p in sorted(Path(out, protocol).glob(f'{stem}-*.json'))
+            if pattern.fullmatch(p.stem)}
 
 
 def paired(row, base):
@@ -161,9 +164,9 @@ def clears_noise(diffs, expected):
 def screen_choice(out, seeds):
     """strong1's options plus those of every screened row that clears its noise (SCREEN order): the
     recipe the multi-seed N-UCLA screening chooses, and the names of the rows it takes."""
-    base = runs_of(out, 'ucla_view3', SCREEN[0][0])
+    base = runs_of(out, 'ucla_view3', slug(SCREEN[0][0]))
     kept = [(name, options) for name, options in SCREEN[1:]
-            if clears_noise(paired(runs_of(out, 'ucla_view3', name), base), 2 * len(seeds))]
+            if clears_noise(paired(runs_of(out, 'ucla_view3', slug(name)), base), 2 * len(seeds))]
     return {k: v for _, options in kept for k, v in options.items()}, [name for name, _ in kept]
 
 
@@ -180,14 +183,14 @@ def screen_table(out, seeds):
     """Markdown rows of the multi-seed screening: each row's validation mean ± sd, its paired
     difference to strong1 and whether that clears the noise, and its raw and random-init floors."""
     expected = 2 * len(seeds)
-    base = runs_of(out, 'ucla_view3', SCREEN[0][0])
+    base = runs_of(out, 'ucla_view3', slug(SCREEN[0][0]))
     header = ['row', 'runs', 'L-BFGS', 'KNN', 'criterion', 'paired difference to strong1', 'verdict',
               'raw criterion', 'random-init criterion', 'learned − random-init']
     lines, everything = [header], []
     for name, options in screen_rows(out, seeds):
-        runs = runs_of(out, 'ucla_view3', name)
+        runs = runs_of(out, 'ucla_view3', slug(name))
         raw = records(out, 'ucla_view3', name, options)[1]
-        init = [load(p) for p in sorted(Path(out, 'ucla_view3').glob(f'{init_argv(options)[1]}-*seed*.json'))]
+        init = list(runs_of(out, 'ucla_view3', init_argv(options)[1]).values())
         everything += list(runs.values()) + raw + init
         diffs = [] if name == SCREEN[0][0] else paired(runs, base)
         verdict = ('base' if name == SCREEN[0][0] else f'missing {expected - len(diffs)} of {expected} runs'
