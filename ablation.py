@@ -170,11 +170,24 @@ def screen_choice(out, seeds):
     return {k: v for _, options in kept for k, v in options.items()}, [name for name, _ in kept]
 
 
+def waiting_rows(out, seeds):
+    """The screened rows whose runs are not all recorded."""
+    return [name for name, _ in SCREEN if len(runs_of(out, 'ucla_view3', slug(name))) < 2 * len(seeds)]
+
+
+def screen_verdict(out, seeds, kept):
+    """The screening's choice in words, or which rows it still waits for."""
+    if (waiting := waiting_rows(out, seeds)):
+        return f"none yet: {len(waiting)} of the {len(SCREEN)} rows lack runs ({'; '.join(waiting)})"
+    return 'strong1' + ''.join(f' with "{name}"' for name in kept) if kept else 'strong1 (no change cleared its noise)'
+
+
 def screen_rows(out, seeds):
-    """The screened rows, plus the combination of the kept ones where it is no screened row itself."""
+    """The screened rows, plus (once they are all recorded) the combination of the kept ones where it
+    is no screened row itself."""
     chosen, kept = screen_choice(out, seeds)
     rows = list(SCREEN)
-    if len(kept) > 1 and all(chosen != options for _, options in SCREEN):
+    if len(kept) > 1 and not waiting_rows(out, seeds) and all(chosen != options for _, options in SCREEN):
         rows.append(('chosen: ' + ' & '.join(kept), chosen))
     return rows
 
@@ -280,7 +293,7 @@ def summarise(out, seeds):
     agree = markdown([['protocol', 'recipe', 'validation criterion', 'test criterion'], *pairs])
     text = (Path(__file__).parent / 'docs' / 'templates' / 'ablation.md').read_text().format(
         seeds_text=' '.join(map(str, seeds)), n_seeds=len(seeds), screen_runs=experiments.provenance_note(screened),
-        screen=screen, chosen=''.join(' + ' + name for name in kept) or ' (no change cleared its noise)',
+        screen=screen, chosen=screen_verdict(out, seeds, kept),
         nested_runs=experiments.provenance_note(nested_runs) or 'none yet', nested=nested,
         rounds_runs=experiments.provenance_note(everything), table=table,
         semi_runs=experiments.provenance_note(semi_runs) or 'none yet', semi=semi,
