@@ -148,11 +148,12 @@ def device_name(device):
 
 
 def _git_commit():
-    """(commit, dirty) of the checkout this code runs from, or (None, None) outside git."""
+    """(commit, dirty) of the checkout this code runs from, or (None, None) outside git. Dirty: a
+    tracked file changed or an untracked one added, outside the recorded outputs (results/, bench/results/)."""
     root = Path(__file__).parent
     try:
         commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(['git', 'status', '--porcelain'], cwd=root,
+        status = subprocess.run(['git', 'status', '--porcelain', '--', '.', ':!results', ':!bench/results'], cwd=root,
                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None, None
