@@ -54,7 +54,7 @@ def test_jobs_and_threads_must_be_positive(capsys):
 
 def test_plan_runs_the_raw_floor_for_the_first_seed_only_and_pretrains_before_semi():
     args = argparse.Namespace(protocols=['ucla_view3'], configs=['strong'], seeds=[3, 1], quick=False,
-                              evaluations=reproduce.EVALUATIONS, data_root='data')
+                              evaluations=list(reproduce.OFFICIAL), data_root='data')
     first, second = reproduce.plan(args)
     assert [r.name.rsplit('-', 1)[-1] for r in first][-1] == 'raw' and not any(r.name.endswith('raw') for r in second)
     assert first[0].script == 'pretrain_and_linEval.py' and first[0].name == 'ucla_view3/strong/view3-seed3-linear'
