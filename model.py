@@ -25,8 +25,10 @@ class LSTMEncoder(nn.Module):
     """Recurrent encoder over flattened skeleton frames, pooled over time into the CAE.
 
     Input (N, C, T, V, M) -> RNN input (T, N, C*V*M) with feature index c*V*M + v*M + m
-    (with `motion`, frame differences x_t - x_{t-1} are appended as C more channels first).
-    Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional): `mean` of all T outputs
+    (with `motion`, frame differences x_t - x_{t-1} are appended as C more channels first; with
+    `two_stream` as well, they are instead read by a second RNN of the same shape, `velocity_rnn`,
+    and the two streams' pooled outputs are concatenated: late fusion).
+    Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional, x2 if two_stream): `mean` of all T outputs
     (official, padded frames included), `masked_mean` (only frames that are not all-zero padding),
     `last` (the output at frame T-1), `sum`, or `final`: the final state of each direction over the
     real frames, concatenated (forward at the last real frame, backward at the first; Predict &
@@ -36,16 +38,20 @@ class LSTMEncoder(nn.Module):
     length_costs = (STEP_COST, CALL_COST)
 
     def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean', cell='lstm',
-                 bidirectional=False, motion=False):
+                 bidirectional=False, motion=False, two_stream=False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        if two_stream and not motion:
+            raise ValueError("two_stream needs motion: the second stream reads the frame differences")
         self.input_size, self.hidden_size, self.pooling, self.motion = input_size, hidden_size, pooling, motion
-        self.bidirectional = bidirectional
-        self.out_dim = hidden_size * (2 if bidirectional else 1)
+        self.bidirectional, self.two_stream = bidirectional, two_stream
+        self.out_dim = hidden_size * (2 if bidirectional else 1) * (2 if two_stream else 1)
         rnn = {'lstm': nn.LSTM, 'gru': nn.GRU}[cell]
-        self.bi_lstm = rnn(input_size * (2 if motion else 1), hidden_size, num_layers=num_layers,
-                           bidirectional=bidirectional)
+        early = 2 if motion and not two_stream else 1
+        self.bi_lstm = rnn(input_size * early, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
+        self.velocity_rnn = (rnn(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
+                             if two_stream else None)
 
     def forward(self, x):
         n, c, t, v, m = x.shape
@@ -55,16 +61,24 @@ class LSTMEncoder(nn.Module):
         if self.motion:
             x = with_motion(x)
         seq = x.permute(2, 0, 1, 3, 4).reshape(t, n, -1)  # (T, N, C*V*M)
+        if self.two_stream:
+            positions, velocities = seq.chunk(2, dim=2)  # with_motion's channel order: coordinates first
+            return torch.cat([self._read(self.bi_lstm, positions, real),
+                              self._read(self.velocity_rnn, velocities, real)], 1)
+        return self._read(self.bi_lstm, seq, real)
+
+    def _read(self, rnn, seq, real):
+        """One RNN over seq (T, N, F), pooled -> (N, hidden_size x directions)."""
         if self.pooling in ('masked_mean', 'final'):
-            return self._over_real_frames(seq, real)
-        out, _ = self.bi_lstm(seq)  # (T, N, out_dim)
+            return self._over_real_frames(rnn, seq, real)
+        out, _ = rnn(seq)  # (T, N, hidden_size x directions)
         if self.pooling == 'mean':
             return out.mean(0)
         if self.pooling == 'sum':
             return out.sum(0)
         return out[-1]
 
-    def _over_real_frames(self, seq, real):
+    def _over_real_frames(self, rnn, seq, real):
         """`masked_mean` or `final` read-out (N, out_dim), computed without the padding that cannot matter.
 
         A forward-only RNN cannot be changed by padding after a sequence's end, so a sequence whose
@@ -87,7 +101,7 @@ class LSTMEncoder(nn.Module):
         pooled, order = [], []
         for group, longest in groups:
             group = torch.tensor(group, device=seq.device)
-            out, _ = self.bi_lstm(seq[:longest, group])  # (T', n', out_dim)
+            out, _ = rnn(seq[:longest, group])  # (T', n', hidden_size x directions)
             if self.pooling == 'final':
                 rows = torch.arange(len(group), device=seq.device)
                 forward = out[end[group] - 1, rows, :self.hidden_size]

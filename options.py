@@ -26,7 +26,7 @@ from runs import CheckpointError, load_checkpoint
 
 # What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
 INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
-ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 'readout', *INPUT)
+ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 'readout', 'two_stream', *INPUT)
 
 
 def floor_options(options, evaluation):
@@ -145,6 +145,9 @@ def encoder_options(group):
              'or last: the final state of each direction over the real frames, concatenated')
     add('--bidirectional', action=argparse.BooleanOptionalAction, default=False, help='bidirectional RNN (official: one direction)')
     add('--motion', action=argparse.BooleanOptionalAction, default=False, help='append frame differences to the input (official: no)')
+    add('--two_stream', action=argparse.BooleanOptionalAction, default=False,
+        help='with --motion: a second RNN reads the frame differences and the two features are concatenated '
+             '(late fusion; without it one RNN reads both)')
     add('--preprocess', choices=['none', 'body', 'view'], default='none',
         help='body: first-frame body-centred, view- and scale-normalised, resampled to --selected_frames; '
              'view: first-frame hip-centred and view-normalised, min-max scaled to [-1, 1], every s-th frame '

@@ -20,10 +20,10 @@ RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
 # Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
 MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
               'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
-              'eval_split', 'val_seed', 'val_group', 'readout', 'recon_weight', 'recon_consistency')
+              'eval_split', 'val_seed', 'val_group', 'readout', 'recon_weight', 'recon_consistency', 'two_stream')
 BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion=False, head_dim=0, eval_split='test',
                       val_seed=1, val_group=None, readout='mean', recon_weight=0.0,
-                      recon_consistency=0.0)  # what checkpoints written before these options existed used
+                      recon_consistency=0.0, two_stream=False)  # what checkpoints written before these options existed used
 
 
 def non_finite(state):
@@ -36,9 +36,11 @@ def build_encoder(opts):
     opts = opts if isinstance(opts, dict) else vars(opts)
     preset = PRESETS[opts['dataset']]
     pooling = 'final' if opts.get('readout', 'mean') == 'last' else 'masked_mean' if opts.get('masked_mean') else 'mean'
+    if opts.get('two_stream') and not opts.get('motion'):
+        raise RunError("--two_stream needs --motion: its second stream reads the frame differences")
     return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'], pooling,
-                       opts.get('rnn', 'lstm'),
-                       opts.get('bidirectional', False), opts.get('motion', False))
+                       opts.get('rnn', 'lstm'), opts.get('bidirectional', False), opts.get('motion', False),
+                       opts.get('two_stream', False))
 
 
 def load_encoder(ckpt, path):

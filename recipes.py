@@ -48,6 +48,7 @@ SCREEN = [
     ('+ reconstruction (zero-input decoder, L1 x 1)', RECON),
     ('+ reconstruction + consistency (x 1)', CONSISTENCY),
     ('+ all four ingredients', dict(VIEW_INPUT, readout='last', **CONSISTENCY)),
+    ('+ two streams (positions and frame differences, an RNN each, features concatenated)', dict(two_stream=True)),
     LEVERS[1],  # random rotation
     ('without body input (first 50 frames, centred on joint 1)', dict(preprocess='none')),
     ('without crop-resize (shear only)', dict(aug1='shear:0.5', aug2='shear:0.5')),

@@ -184,6 +184,28 @@ def test_final_readout_takes_each_directions_last_real_step_on_padded_batches(bi
         torch.testing.assert_close(got[i], final, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('pooling', ['mean', 'masked_mean', 'final'])
+def test_two_stream_encoder_reads_positions_and_frame_differences_with_separate_rnns_and_concatenates(pooling):
+    torch.manual_seed(0)
+    enc = LSTMEncoder(6, 5, 1, pooling, cell='gru', bidirectional=True, motion=True, two_stream=True)
+    x = torch.randn(4, 3, 9, 2, 1)
+    x[1, :, 5:] = 0
+    got = enc(x)
+    assert got.shape == (4, 20) and enc.out_dim == 20
+    position, velocity = (LSTMEncoder(6, 5, 1, pooling, cell='gru', bidirectional=True) for _ in range(2))
+    position.bi_lstm, velocity.bi_lstm = enc.bi_lstm, enc.velocity_rnn
+    torch.testing.assert_close(got[:, :10], position(x), rtol=1e-5, atol=1e-6)
+    differences = torch.diff(x, dim=2, prepend=x[:, :, :1])  # 0 at t=0: a real frame all the same
+    if pooling == 'mean':  # every frame counts
+        torch.testing.assert_close(got[:, 10:], velocity(differences))
+    else:  # sequence 1 over its 5 real frames (the positions' padding mask)
+        out, h_n = enc.velocity_rnn(differences[1:2, :, :5].permute(2, 0, 1, 3, 4).reshape(5, 1, -1))
+        expected = out.mean(0)[0] if pooling == 'masked_mean' else torch.cat(list(h_n[-2:, 0]))
+        torch.testing.assert_close(got[1, 10:], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='needs motion'):
+        LSTMEncoder(6, 5, two_stream=True)
+
+
 def test_zero_input_decoder_never_sees_the_sequence_and_reconstruction_adds_to_the_loss():
     torch.manual_seed(0)
     model = MomentumContrast(LSTMEncoder(6, 8), queue_size=16, recon_weight=0.5, consistency_weight=0.1)

@@ -120,6 +120,7 @@ def run_argv(data_root, tmp_path, *extra):
     (['--eval_split', 'validation', '--val_group', '4'], '--val_group 4: the training split has 4 validation groups'),
     (['--epochs', '0', '--warmup_epochs', '0'], '--warmup_epochs 0 --epochs 0: nothing to run'),
     (['--recon_weight', '1', '--aug_backend', 'sample'], '--recon_weight / --recon_consistency need --aug_backend batch'),
+    (['--two_stream'], '--two_stream needs --motion'),
 ])
 def test_bad_run_options(data_root, tmp_path, capsys, extra, expected):
     assert expected in refused('pretrain', run_argv(data_root, tmp_path, *extra), capsys, tmp_path / 'run')

@@ -81,6 +81,25 @@ def test_supervise_from_scratch(data_root, tmp_path):
     assert torch.load(tmp_path / 'supervised.pth', weights_only=True)['model']['classifier.weight'].shape == (8, 256)
 
 
+def test_peer_ingredients_run_in_every_mode(data_root, tmp_path):
+    """The input pipeline, read-out, reconstruction and two streams, together: pretraining, then a
+    reload of its two-stream encoder for linear evaluation and KNN, the raw floor and supervised."""
+    ingredients = ['--preprocess', 'view', '--readout', 'last', '--motion', '--two_stream', '--bidirectional',
+                   '--hidden_units', '16', '--lstm_layer', '1']
+    common = ['--data_root', str(data_root), '--quiet', '--no_plots', '--threads', '1']
+    result = pretrain.main(pretrain.parse_option([*common, *ingredients, '--recon_weight', '1', '--recon_consistency', '1',
+                                                  '--epochs', '1', '--lin_epochs', '1', '--l2norm', '--no_probes', '--out_dir',
+                                                  str(tmp_path / 'pre')]))
+    model = torch.load(result['model_path'], weights_only=True)['model']
+    assert model['encoder_q.velocity_rnn.weight_hh_l0_reverse'].shape == (64, 16) and 'decoder.gru.weight_hh_l0' in model
+    encoder = load_encoder(load_checkpoint(result['model_path']), result['model_path'])
+    assert encoder.two_stream and encoder.out_dim == 64 and encoder.pooling == 'final'
+    for mode in ('knn', 'raw', 'supervise'):
+        argv = ['--mode', mode, *common, '--out_dir', str(tmp_path / mode), '--epochs', '1']
+        argv += ['--model_path', result['model_path']] if mode == 'knn' else ingredients
+        assert linEval.main(linEval.parse_option_lin_eval(argv))['top1'] > 100 / 8  # above chance on SBU
+
+
 def test_semi_subset_sizes():
     labels = np.repeat(np.arange(60), 40091 // 60 + 1)[:40091]
     for rate, per_class in ((0.01, 6), (0.1, 66), (0.5, 334)):
