@@ -20,6 +20,12 @@ settings (150 frames, hidden 256, queue 16,384, batch 32): pretraining sequences
 feature extraction and linear-classifier speed, and the projected time of a full 61-epoch
 pretraining and 90-epoch linear evaluation of the real 40,091 + 16,487 sequences.
 Writes bench/results/ntu60-synthetic-<device>.json (or --out).
+
+    python bench/speed.py --recipes strong strong2 [--dataset ucla]
+
+What a recipe's pretraining costs: one whole pretraining run per recipe as the recipe sets it
+(N-UCLA test view 3 by default; no probes, one linear epoch), its update epochs' seconds
+(metrics.csv) and the whole run's. Writes bench/results/recipes-<dataset>-<device>.json (or --out).
 """
 import argparse
 import json
@@ -57,6 +63,21 @@ def pretraining(tmp, dataset, backend, epochs, device, data_root, amp='off'):
                       backend, '--epochs', epochs, '--warmup_epochs', 0, '--lin_epochs', 1, '--amp', amp,
                       '--device', device, '--save_freq', 1000, '--no_probes')
     return result['samples']['train'] * epochs / float(read_metrics(out)[-1]['seconds']), result
+
+
+def recipe_cost(device, recipes, dataset, data_root):
+    """Seconds of each recipe's whole pretraining on `dataset` (N-UCLA: test view 3), as the recipe sets it."""
+    report = dict(device=bench_device(device), torch=torch.__version__, dataset=dataset, recipes={})
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in recipes:
+            result, out = run('pretrain_and_linEval.py', tmp, '--dataset', dataset, '--recipe', recipe, '--data_root',
+                              data_root, '--lin_epochs', 1, '--no_probes', '--device', device.type,
+                              '--threads', torch.get_num_threads(), *(['--test_view', 3] if dataset == 'ucla' else []))
+            report['recipes'][recipe] = dict(update_epochs=result['options']['epochs'],
+                                             pretrain_seconds=round(float(read_metrics(out)[-1]['seconds']), 1),
+                                             run_seconds=result['seconds'])
+            print(recipe, report['recipes'][recipe], flush=True)
+    return report
 
 
 def linear(tmp, checkpoint, features, device, epochs=90):
@@ -174,9 +195,14 @@ def main():
     parser.add_argument('--data_root', default=str(ROOT.parent / 'shared' / 'data'))
     parser.add_argument('--synthetic', choices=['ntu60'], default=None, help='the NTU-scale benchmark instead')
     parser.add_argument('--samples', type=int, default=2048, help='--synthetic: training sequences in the memory map')
+    parser.add_argument('--recipes', nargs='+', default=None, help="each recipe's whole pretraining instead")
+    parser.add_argument('--dataset', default='ucla', help='--recipes: the dataset')
     args = parser.parse_args()
     device = resolve_device(args.device)
-    if args.synthetic:
+    if args.recipes:
+        report = recipe_cost(device, args.recipes, args.dataset, args.data_root)
+        default = ROOT / 'bench' / 'results' / f'recipes-{args.dataset}-{device.type}.json'
+    elif args.synthetic:
         report = synthetic_ntu(device, args.samples)
         default = ROOT / 'bench' / 'results' / f'ntu60-synthetic-{device.type}.json'
     else:
