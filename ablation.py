@@ -29,6 +29,7 @@ from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SCREEN
 from runs import available_cpus, cli
 
+BASE = SCREEN[0][0]  # 'strong1': every row is options added to this recipe
 SBU_INNER = range(2)  # inner validation folds of each SBU test fold: the first two of its four training folds
 # Recipes that also have test numbers (results/): does the validation rank them as the test does?
 REFERENCES = [('faithful recipe', dict(recipe='faithful')), ('corrected recipe', dict(recipe='corrected'))]
@@ -41,7 +42,7 @@ def slug(name):
 
 def raw_argv(options):
     """The raw-input floor of a row's input (what raw_features reads) and its record name."""
-    recipe = options.get('recipe', 'strong1')
+    recipe = options.get('recipe', BASE)
     inputs = floor_options({**RECIPES[recipe], **options}, 'raw')
     return ['--mode', 'raw', '--recipe', recipe, *to_argv(inputs)], 'raw-' + slug(
         '-'.join(f'{k}{v}' for k, v in sorted(inputs.items())) or recipe)
@@ -79,9 +80,9 @@ def semi_table(out):
 def init_argv(options):
     """The random-init floor of a row's encoder (the same pretraining command with no update epoch)
     and its record name: it depends on the encoder and its input only."""
-    encoder = floor_options({**RECIPES['strong1'], **options}, 'init')
-    return ['--recipe', 'strong1', *to_argv(encoder), '--epochs', '0'], 'init-' + slug(
-        '-'.join(f'{k}{v}' for k, v in sorted(encoder.items()) if RECIPES['strong1'].get(k) != v) or 'strong1')
+    encoder = floor_options({**RECIPES[BASE], **options}, 'init')
+    return ['--recipe', BASE, *to_argv(encoder), '--epochs', '0'], 'init-' + slug(
+        '-'.join(f'{k}{v}' for k, v in sorted(encoder.items()) if RECIPES[BASE].get(k) != v) or BASE)
 
 
 def plan(rows, protocol, seeds, data_root, floors=False):
@@ -97,7 +98,7 @@ def plan(rows, protocol, seeds, data_root, floors=False):
             common = [*split_args, '--eval_split', 'validation', '--data_root', data_root]
             for seed in seeds:
                 jobs.append([Run(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
-                                 tuple(common + ['--recipe', 'strong1', *to_argv(options), '--seed', str(seed)]), f'{protocol}/{slug(name)}')])
+                                 tuple(common + ['--recipe', BASE, *to_argv(options), '--seed', str(seed)]), f'{protocol}/learned')])
                 argv, init = init_argv(options)
                 if floors and (init, split, seed) not in seen:
                     seen.add((init, split, seed))
@@ -164,7 +165,7 @@ def clears_noise(diffs, expected):
 def screen_choice(out, seeds):
     """strong1's options plus those of every screened row that clears its noise (SCREEN order): the
     recipe the multi-seed N-UCLA screening chooses, and the names of the rows it takes."""
-    base = runs_of(out, 'ucla_view3', slug(SCREEN[0][0]))
+    base = runs_of(out, 'ucla_view3', slug(BASE))
     kept = [(name, options) for name, options in SCREEN[1:]
             if clears_noise(paired(runs_of(out, 'ucla_view3', slug(name)), base), 2 * len(seeds))]
     return {k: v for _, options in kept for k, v in options.items()}, [name for name, _ in kept]
@@ -179,7 +180,7 @@ def screen_verdict(out, seeds, kept):
     """The screening's choice in words, or which rows it still waits for."""
     if (waiting := waiting_rows(out, seeds)):
         return f"none yet: {len(waiting)} of the {len(SCREEN)} rows lack runs ({'; '.join(waiting)})"
-    return 'strong1' + ''.join(f' with "{name}"' for name in kept) if kept else 'strong1 (no change cleared its noise)'
+    return BASE + ''.join(f' with "{name}"' for name in kept) if kept else f'{BASE} (no change cleared its noise)'
 
 
 def screen_rows(out, seeds):
@@ -196,7 +197,7 @@ def screen_table(out, seeds):
     """Markdown rows of the multi-seed screening: each row's validation mean ± sd, its paired
     difference to strong1 and whether that clears the noise, and its raw and random-init floors."""
     expected = 2 * len(seeds)
-    base = runs_of(out, 'ucla_view3', slug(SCREEN[0][0]))
+    base = runs_of(out, 'ucla_view3', slug(BASE))
     header = ['row', 'runs', 'L-BFGS', 'KNN', 'criterion', 'paired difference to strong1', 'verdict',
               'raw criterion', 'random-init criterion', 'learned − random-init']
     lines, everything = [header], []
@@ -205,8 +206,8 @@ def screen_table(out, seeds):
         raw = records(out, 'ucla_view3', name, options)[1]
         init = list(runs_of(out, 'ucla_view3', init_argv(options)[1]).values())
         everything += list(runs.values()) + raw + init
-        diffs = [] if name == SCREEN[0][0] else paired(runs, base)
-        verdict = ('base' if name == SCREEN[0][0] else f'missing {expected - len(diffs)} of {expected} runs'
+        diffs = [] if name == BASE else paired(runs, base)
+        verdict = ('base' if name == BASE else f'missing {expected - len(diffs)} of {expected} runs'
                    if len(diffs) < expected else 'kept' if clears_noise(diffs, expected) else 'dropped')
         learned = list(map(criterion, runs.values()))
         floor = list(map(criterion, init))
@@ -336,7 +337,7 @@ def main(argv=None):
                             keep_history=False)
     if not args.summary and args.stage == 'rounds':
         run(ROWS, 'ucla_view3')
-        finalists = set(ucla_ranking(args.out)[:args.finalists]) | {'strong1'} | {n for n, _ in REFERENCES}
+        finalists = set(ucla_ranking(args.out)[:args.finalists]) | {BASE} | {n for n, _ in REFERENCES}
         run([(n, o) for n, o in ROWS if n in finalists], 'sbu')
     print(summarise(args.out, args.seeds))
 

@@ -130,8 +130,8 @@ def run_all(jobs, out, runs_dir, workers=1, threads=1, force=False, keep_history
     if len(todo) < total:
         print(f"{total - len(todo)} of {total} runs are already recorded in {out}/ and are skipped "
               "(--force reruns them, --out DIR writes elsewhere)", flush=True)
+    known = recorded_seconds(out, jobs)  # from every run of the plan, recorded or not
     jobs = [job for job in jobs if todo & set(job)]
-    known = recorded_seconds(out, jobs)
     cost = {id(job): sum(known.get(r.kind, 0) for r in job if r in todo) for job in jobs}
     jobs.sort(key=lambda job: -cost[id(job)])  # longest first, so that side-by-side workers finish together
     untimed = sum(r.kind not in known for r in todo)
