@@ -140,8 +140,7 @@ def nested_choice(out, fold, rows=LEVERS, seed=1):
 
 def nested_rows(out, seeds):
     """The SBU nested selection's candidates: strong1 and the N-UCLA screening's choice."""
-    chosen, kept = screen_choice(out, seeds)
-    return [SCREEN[0]] + [row for row in screen_rows(out, seeds) if kept and row[1] == chosen][:1]
+    return [SCREEN[0]] + [row for row in [recipe_choice(out, seeds)] if row]
 
 
 def runs_of(out, protocol, stem, split=''):
@@ -176,11 +175,34 @@ def waiting_rows(out, seeds):
     return [name for name, _ in SCREEN if len(runs_of(out, 'ucla_view3', slug(name))) < 2 * len(seeds)]
 
 
-def screen_verdict(out, seeds, kept):
-    """The screening's choice in words, or which rows it still waits for."""
+def recipe_choice(out, seeds):
+    """The screening's recipe as a row (name, options), by a rule fixed before the kept rows ran
+    together: those rows together where that row clears its noise too, else the kept row with the
+    largest mean paired difference; None when nothing is kept or runs are missing."""
+    chosen, kept = screen_choice(out, seeds)
+    if not kept or waiting_rows(out, seeds):
+        return None
+    base = runs_of(out, 'ucla_view3', slug(BASE))
+    diffs = {name: paired(runs_of(out, 'ucla_view3', slug(name)), base) for name, _ in screen_rows(out, seeds)}
+    together = next(row for row in screen_rows(out, seeds) if row[1] == chosen)
+    if clears_noise(diffs[together[0]], 2 * len(seeds)):
+        return together
+    if len(diffs[together[0]]) < 2 * len(seeds):
+        return None
+    return max((row for row in SCREEN if row[0] in kept), key=lambda row: statistics.mean(diffs[row[0]]))
+
+
+def screen_verdict(out, seeds):
+    """The screening's choice in words, or what it still waits for."""
     if (waiting := waiting_rows(out, seeds)):
         return f"none yet: {len(waiting)} of the {len(SCREEN)} rows lack runs ({'; '.join(waiting)})"
-    return BASE + ''.join(f' with "{name}"' for name in kept) if kept else f'{BASE} (no change cleared its noise)'
+    kept, choice = screen_choice(out, seeds)[1], recipe_choice(out, seeds)
+    if not kept:
+        return f'{BASE} (no change cleared its noise)'
+    if choice is None:
+        return 'none yet: the kept rows together lack runs'
+    together = choice[0] not in kept or len(kept) == 1
+    return f'"{choice[0]}"' + ('' if together else ' alone (the kept rows together did not clear their noise)')
 
 
 def screen_rows(out, seeds):
@@ -266,7 +288,6 @@ def summarise(out, seeds):
     screen, screened = screen_table(out, seeds)
     nested, nested_runs = nested_table(out, seeds)
     semi, semi_runs = semi_table(out)
-    kept = screen_choice(out, seeds)[1]
     chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
     if ranking:
@@ -294,7 +315,7 @@ def summarise(out, seeds):
     agree = markdown([['protocol', 'recipe', 'validation criterion', 'test criterion'], *pairs])
     text = (Path(__file__).parent / 'docs' / 'templates' / 'ablation.md').read_text().format(
         seeds_text=' '.join(map(str, seeds)), n_seeds=len(seeds), screen_runs=experiments.provenance_note(screened),
-        screen=screen, chosen=screen_verdict(out, seeds, kept),
+        screen=screen, chosen=screen_verdict(out, seeds),
         nested_runs=experiments.provenance_note(nested_runs) or 'none yet', nested=nested,
         rounds_runs=experiments.provenance_note(everything), table=table,
         semi_runs=experiments.provenance_note(semi_runs) or 'none yet', semi=semi,

@@ -122,6 +122,26 @@ def test_screening_keeps_a_row_only_when_its_paired_difference_clears_the_noise(
     assert verdicts[partial] == 'missing 1 of 6 runs'  # never averaged as if complete
 
 
+def test_the_kept_rows_together_are_the_recipe_only_when_they_clear_their_noise_too(tmp_path):
+    (first, _), (second, _) = ablation.SCREEN[1:3]
+    def record_row(name, gain, noise=0.0):
+        for g in range(2):
+            for seed in (1, 2, 3):
+                write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(name)}-val{g}-seed{seed}.json',
+                             60 + 3 * g + seed + gain + noise * (-1) ** seed)
+    for name, _ in ablation.SCREEN:
+        record_row(name, {first: 1.0, second: 2.0}.get(name, 0.0), 0.1 if name in (first, second) else 0.0)
+    assert ablation.recipe_choice(tmp_path, [1, 2, 3]) is None  # the kept rows together have not run
+    assert ablation.screen_verdict(tmp_path, [1, 2, 3]) == 'none yet: the kept rows together lack runs'
+    together = ablation.screen_rows(tmp_path, [1, 2, 3])[-1]
+    assert together[0] == f'chosen: {first} & {second}' and ablation.nested_rows(tmp_path, [1, 2, 3]) == [ablation.SCREEN[0]]
+    record_row(together[0], 1.0, 5.0)  # together: noisy, does not clear
+    assert ablation.recipe_choice(tmp_path, [1, 2, 3])[0] == second  # the kept row with the larger gain
+    assert 'alone' in ablation.screen_verdict(tmp_path, [1, 2, 3])
+    record_row(together[0], 3.0, 0.1)
+    assert ablation.recipe_choice(tmp_path, [1, 2, 3]) == together == ablation.nested_rows(tmp_path, [1, 2, 3])[1]
+
+
 def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
     committed = reproduce.experiments.ROOT / 'results'
     out = tmp_path / 'results'
