@@ -352,7 +352,7 @@ def main(argv=None):
         run(SCREEN, 'ucla_view3', floors=True)
         run(screen_rows(args.out, args.seeds), 'ucla_view3', floors=True)  # the kept rows together, if new
     if not args.summary and args.stage in ('all', 'nested'):
-        run(nested_rows(args.out, args.seeds), 'sbu', floors=True)
+        run(nested_rows(args.out, args.seeds), 'sbu')  # the selection needs no floors
     if not args.summary and args.stage == 'semi':
         experiments.run_all(semi_plan(args.data_root), args.out, args.runs, args.jobs, args.threads, args.force,
                             keep_history=False)

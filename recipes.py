@@ -62,7 +62,11 @@ SCREEN = [
 # strong: strong1 plus the lever that N-UCLA's cross-view validation chose (ablation.py; no SBU label
 # was used for this choice; SBU's nested selection is reported beside it in results/ablation).
 STRONG = dict(STRONG1, **LEVERS[1][1])
-RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG}
+# strong2: strong1 plus what the multi-seed N-UCLA cross-view screening chose (ablation.recipe_choice on
+# the committed records; a test checks it; no test view and no SBU label was used): the view-normalised
+# min-max input, two streams, random rotation and no projection head.
+STRONG2 = dict(STRONG1, **VIEW_INPUT, two_stream=True, **LEVERS[1][1], head_dim=0)
+RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG, 'strong2': STRONG2}
 # SBU's nested selection (ablation.py, results/ablation/README.md): test fold -> the lever (index in
 # LEVERS) that validation on that fold's own training folds chose. `reproduce.py --configs nested`
 # tests it fold by fold; each test fold is read once, by its own run.
@@ -71,11 +75,12 @@ SBU_NESTED = {0: 1, 1: 7, 2: 4, 3: 4, 4: 1}
 # A recipe's options for one linEval.py mode only (above the official per-mode values). The
 # faithful supervised network is the official one (docs/official.md §5: hidden 256, 1 layer, 150 frames for
 # every dataset); the other recipes train their own encoder on their own input. A random stratified
-# labelled subset and semi-supervised stage 2 on that subset only are corrected switches; strong
-# trains its supervised network with its optimiser and its query view as augmentation.
+# labelled subset and semi-supervised stage 2 on that subset only are corrected switches; the strong
+# recipes train their supervised network with its optimiser and its query view as augmentation.
 MODE_RECIPES = {
     ('faithful', 'supervise'): dict(hidden_units=256, lstm_layer=1, selected_frames=150),
-    **{(name, 'semi'): dict(semi_stage2='subset', semi_sampling='random') for name in ('corrected', 'strong1', 'strong')},
+    **{(name, 'semi'): dict(semi_stage2='subset', semi_sampling='random') for name in ('corrected', 'strong1', 'strong',
+                                                                                       'strong2')},
     **{(name, 'supervise'): dict(optimizer='adam', learning_rate=1e-3, train_aug=recipe['aug1'])
-       for name, recipe in (('strong1', STRONG1), ('strong', STRONG))},
+       for name, recipe in (('strong1', STRONG1), ('strong', STRONG), ('strong2', STRONG2))},
 }

@@ -11,21 +11,23 @@ import pytest
 
 import ablation
 import reproduce
-from recipes import SBU_NESTED
+from recipes import RECIPES, SBU_NESTED
 
 
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     out = tmp_path / 'results'
     argv = ['--quick', '--data_root', str(data_root), '--out', str(out), '--runs', str(tmp_path / 'runs'),
-            '--configs', 'faithful', 'corrected', 'strong', 'nested', '--evaluations', 'linear', 'semi10',
-            'supervise', 'raw', '--jobs', '2']
+            '--configs', 'faithful', 'corrected', 'strong2', 'nested', '--evaluations', 'linear', 'semi10',
+            'supervise', 'raw', 'init', '--jobs', '2']
     reproduce.main(argv)
-    for config in ('faithful', 'corrected', 'strong', 'nested'):
+    for config in ('faithful', 'corrected', 'strong2', 'nested'):
         files = sorted(p.name for p in (out / 'sbu' / config).glob('*.json'))
-        evaluations = ('linear', 'raw') if config == 'nested' else ('linear', 'semi10', 'supervise', 'raw')
+        evaluations = ('linear', 'raw') if config == 'nested' else ('linear', 'semi10', 'supervise', 'raw', 'init')
         assert files == sorted(f'fold0-seed1-{e}.json' for e in evaluations)
-    strong = json.loads((out / 'sbu' / 'strong' / 'fold0-seed1-supervise.json').read_text())
-    assert strong['options']['preprocess'] == 'body' and strong['options']['hidden_units'] == 128  # its own network
+    strong = json.loads((out / 'sbu' / 'strong2' / 'fold0-seed1-supervise.json').read_text())
+    assert strong['options']['preprocess'] == 'view' and strong['options']['two_stream']  # its own network and input
+    init = json.loads((out / 'sbu' / 'strong2' / 'fold0-seed1-init.json').read_text())
+    assert init['options']['epochs'] == 0 and init['options']['two_stream']
     semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10.json').read_text())
     assert semi['select'] == 'last' and semi['labelled'] == 8 * 2 and semi['options']['semi_stage2'] == 'subset'
     command = semi['provenance']['process_command']
@@ -40,7 +42,7 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
     mtime = (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime
     capsys.readouterr()
     reproduce.main(argv)
-    assert '14 of 14 runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
+    assert '17 of 17 runs are already recorded in' in capsys.readouterr().out  # skipping is said, with how to force
     assert (out / 'sbu' / 'faithful' / 'fold0-seed1-linear.json').stat().st_mtime == mtime  # recorded runs are kept
 
 
@@ -140,6 +142,12 @@ def test_the_kept_rows_together_are_the_recipe_only_when_they_clear_their_noise_
     assert 'alone' in ablation.screen_verdict(tmp_path, [1, 2, 3])
     record_row(together[0], 3.0, 0.1)
     assert ablation.recipe_choice(tmp_path, [1, 2, 3]) == together == ablation.nested_rows(tmp_path, [1, 2, 3])[1]
+
+
+def test_strong2_is_what_the_committed_screening_chose():
+    committed = reproduce.experiments.ROOT / 'results' / 'ablation'
+    name, options = ablation.recipe_choice(committed, [1, 2, 3])
+    assert name.startswith('chosen: ') and RECIPES['strong2'] == dict(RECIPES['strong1'], **options)
 
 
 def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
