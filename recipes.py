@@ -67,6 +67,10 @@ STRONG = dict(STRONG1, **LEVERS[1][1])
 # min-max input, two streams, random rotation and no projection head.
 STRONG2 = dict(STRONG1, **VIEW_INPUT, two_stream=True, **LEVERS[1][1], head_dim=0)
 RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG, 'strong2': STRONG2}
+# SBU's nested selection between strong1 and strong2 (ablation.py, results/ablation/README.md): test
+# fold -> the recipe that validation on that fold's own training folds chose. `reproduce.py --configs
+# strong2` runs it on each SBU fold, so the SBU row of strong2 is chosen with no test fold.
+STRONG2_SBU = {fold: 'strong1' for fold in range(5)}
 # SBU's nested selection (ablation.py, results/ablation/README.md): test fold -> the lever (index in
 # LEVERS) that validation on that fold's own training folds chose. `reproduce.py --configs nested`
 # tests it fold by fold; each test fold is read once, by its own run.

@@ -23,7 +23,7 @@ import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
-from recipes import LEVERS, RECIPES, SBU_NESTED
+from recipes import LEVERS, RECIPES, SBU_NESTED, STRONG2_SBU
 from runs import available_cpus, cli
 
 PROTOCOLS = {  # name -> [(dataset, split arguments, split name)]
@@ -49,8 +49,11 @@ TEST_FOLD_ANCESTRY = ('strong1', 'strong', 'nested')
 
 
 def recipe_argv(config, split_args, evaluation):
-    """--recipe, or for the nested SBU row strong1 plus the lever chosen for that test fold (its raw
-    floor takes only the options its input depends on, options.floor_options)."""
+    """--recipe, or on SBU the recipe chosen for that test fold: strong2's nested choice, or for the
+    nested row strong1 plus its lever (the raw floor takes only the options its input depends on,
+    options.floor_options)."""
+    if config == 'strong2' and split_args[0] == '--fold':
+        return ['--recipe', STRONG2_SBU[int(split_args[1])]]
     if config != 'nested':
         return ['--recipe', config]
     lever = LEVERS[SBU_NESTED[int(split_args[1])]][1]
@@ -131,7 +134,11 @@ def headline(records, protocol, config):
 
 
 def marked(protocol, config):
-    """The recipe's name, marked on SBU where test folds were in the ancestry of its choice."""
+    """The recipe's name, marked on SBU where test folds were in the ancestry of its choice, or with
+    the recipe that strong2's nested selection chose there."""
+    if protocol == 'sbu' and config == 'strong2':
+        chosen = sorted(set(STRONG2_SBU.values()))
+        return config + (f' (nested choice: {chosen[0]} on every fold)' if len(chosen) == 1 else ' (nested choice per fold)')
     return config + (ANCESTRY_MARK if protocol == 'sbu' and config in TEST_FOLD_ANCESTRY else '')
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import ablation
 import reproduce
-from recipes import RECIPES, SBU_NESTED
+from recipes import RECIPES, SBU_NESTED, STRONG2_SBU
 
 
 def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
@@ -25,9 +25,9 @@ def test_quick_reproduction_writes_runs_and_table(data_root, tmp_path, capsys):
         evaluations = ('linear', 'raw') if config == 'nested' else ('linear', 'semi10', 'supervise', 'raw', 'init')
         assert files == sorted(f'fold0-seed1-{e}.json' for e in evaluations)
     strong = json.loads((out / 'sbu' / 'strong2' / 'fold0-seed1-supervise.json').read_text())
-    assert strong['options']['preprocess'] == 'view' and strong['options']['two_stream']  # its own network and input
+    assert strong['recipe'] == STRONG2_SBU[0] and strong['options']['hidden_units'] == 128  # the fold's choice, its network
     init = json.loads((out / 'sbu' / 'strong2' / 'fold0-seed1-init.json').read_text())
-    assert init['options']['epochs'] == 0 and init['options']['two_stream']
+    assert init['options']['epochs'] == 0 and init['recipe'] == STRONG2_SBU[0]
     semi = json.loads((out / 'sbu' / 'corrected' / 'fold0-seed1-semi10.json').read_text())
     assert semi['select'] == 'last' and semi['labelled'] == 8 * 2 and semi['options']['semi_stage2'] == 'subset'
     command = semi['provenance']['process_command']
@@ -148,6 +148,18 @@ def test_strong2_is_what_the_committed_screening_chose():
     committed = reproduce.experiments.ROOT / 'results' / 'ablation'
     name, options = ablation.recipe_choice(committed, [1, 2, 3])
     assert name.startswith('chosen: ') and RECIPES['strong2'] == dict(RECIPES['strong1'], **options)
+
+
+def test_strong2_on_sbu_is_each_folds_nested_choice_from_the_committed_records():
+    committed = reproduce.experiments.ROOT / 'results' / 'ablation'
+    rows = ablation.nested_rows(committed, [1, 2, 3])
+    names = {rows[0][0]: 'strong1', rows[1][0]: 'strong2'}
+    assert {fold: names[ablation.nested_choice(committed, fold, rows, '*')] for fold in range(5)} == STRONG2_SBU
+    args = argparse.Namespace(protocols=['sbu'], configs=['strong2'], seeds=[1], quick=False, evaluations=None,
+                              data_root='d')
+    for run in (run for job in reproduce.plan(args) for run in job):
+        fold = int(run.argv[run.argv.index('--fold') + 1])
+        assert run.argv[run.argv.index('--recipe') + 1] == STRONG2_SBU[fold]
 
 
 def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
