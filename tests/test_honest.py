@@ -249,8 +249,9 @@ def test_raw_floor_encoder_and_supervised_network_see_the_same_input(recipe, nam
     assert seen.shape == (3, encoder.selected_frames, preset['joints'], preset['persons'])
     assert flat.shape[1] == seen.numel() * (2 if encoder.motion else 1)
     np.testing.assert_array_equal(flat[0, :seen.numel()].reshape(seen.shape).numpy(), seen.numpy())
-    assert pretraining.build_encoder(encoder).bi_lstm.input_size == 3 * preset['joints'] * preset['persons'] * (
-        2 if encoder.motion else 1)
+    built = pretraining.build_encoder(encoder)  # its RNNs together read what the raw floor reads
+    rnns = [built.bi_lstm] + ([built.velocity_rnn] if built.two_stream else [])
+    assert sum(rnn.input_size for rnn in rnns) == 3 * preset['joints'] * preset['persons'] * (2 if encoder.motion else 1)
 
 
 def test_pretraining_views_are_centred_as_the_evaluation_input_whatever_the_recipe():
