@@ -62,6 +62,7 @@ def cli(main, parse):
     Ctrl-C and SIGTERM stop it with one line saying what was kept (exit status 130)."""
     from data import DataError
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (cmd &)
     try:
         return main(parse())
     except (DataError, CheckpointError, RunError) as err:
