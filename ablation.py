@@ -183,8 +183,9 @@ def recipe_choice(out, seeds):
     if not kept or waiting_rows(out, seeds):
         return None
     base = runs_of(out, 'ucla_view3', slug(BASE))
-    diffs = {name: paired(runs_of(out, 'ucla_view3', slug(name)), base) for name, _ in screen_rows(out, seeds)}
-    together = next(row for row in screen_rows(out, seeds) if row[1] == chosen)
+    rows = screen_rows(out, seeds)
+    diffs = {name: paired(runs_of(out, 'ucla_view3', slug(name)), base) for name, _ in rows}
+    together = next(row for row in rows if row[1] == chosen)
     if clears_noise(diffs[together[0]], 2 * len(seeds)):
         return together
     if len(diffs[together[0]]) < 2 * len(seeds):
