@@ -27,7 +27,7 @@ _NTU = dict(joints=25, persons=2, frames=150, body_joints=(1, 0, 20, 4, 8), hip_
                    '`python -m data.prepare_ntu`)')
 PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarsest first (validation_split)
     'ntu60_xsub': dict(_NTU, classes=60, groups='P'),
-    'ntu60_xview': dict(_NTU, classes=60, groups='CP'),
+    'ntu60_xview': dict(_NTU, classes=60, groups='CP', cross_view=True),
     'ntu120_xsub': dict(_NTU, classes=120, groups='P'),
     'ntu120_xsetup': dict(_NTU, classes=120, groups='SP'),
     'sbu': dict(joints=15, persons=2, classes=8, frames=40, body_joints=(2, 2, 1, 3, 6), hip_joints=(9, 12),
@@ -39,7 +39,7 @@ PRESETS = {  # NTU `groups`: the name fields a validation part holds out, coarse
     'ucla': dict(joints=20, persons=1, classes=10, frames=60, body_joints=(1, 0, 2, 4, 8), hip_joints=(12, 16),
                  actions=['pick up with one hand', 'pick up with two hands', 'drop trash', 'walk around', 'sit down',
                           'stand up', 'donning', 'doffing', 'throw', 'carry'], hidden_units=256, lstm_layer=1, nce_k=500,
-                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1,
+                 batch_size=32, lr_decay_epochs='30,70,150', num_workers=0, test_view=1, cross_view=True,
                  source='the N-UCLA `all_sqe` json release used by Shift-GCN / CTR-GCN '
                         '(NW-UCLA link in their READMEs)'),
     'uwa3d': dict(joints=15, persons=1, classes=30, frames=60, body_joints=(2, 2, 1, 3, 6), hip_joints=(9, 12),
@@ -227,8 +227,9 @@ def load_split(dataset, data_root, split, fold=None, test_view=None, sbu_true_de
 
 
 def load_splits(opts):
-    """[(train data, labels), (evaluation data, labels)] and the training samples' groups, as the
-    encoder reads them: through the --preprocess pipeline (preprocess.py: 'body', 'view'), else as stored. The evaluation split is the test split, or with eval_split
+    """[(train data, labels), (evaluation data, labels)] as the encoder reads them (through the
+    --preprocess pipeline, preprocess.py: 'body', 'view'; else as stored), and the probes' validation
+    folds of the training split (`probe_folds`). The evaluation split is the test split, or with eval_split
     'validation' a held-out part of the training split (`validation_split`; no test sequence is used).
     """
     where = (opts.dataset, opts.data_root)
@@ -249,7 +250,7 @@ def load_splits(opts):
     splits = [(preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames,
                                            f'{opts.dataset} {name} split at {opts.data_root}'), y)
               for (x, y), name in zip(splits, names)]
-    return splits, groups
+    return splits, probe_folds(splits[0][1], groups, opts.val_seed, PRESETS[opts.dataset].get('cross_view', False))
 
 
 def validation_split(labels, groups, seed, index=None, fraction=0.2):
@@ -279,6 +280,18 @@ def validation_split(labels, groups, seed, index=None, fraction=0.2):
               rng.choice(ids, min(len(ids) - 1, max(1, round(fraction * len(ids)))), replace=False))
     val = np.isin(level, chosen)
     return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def probe_folds(labels, groups, seed, cross_view):
+    """[(fit indices, validation indices)] on which the probes choose their settings, mirroring the
+    test: for a cross-view protocol (`cross_view`, PRESETS) whose training split holds two or more
+    views, each view is held out in turn and fitted on the others (N-UCLA 1,2 -> 3: fit view 1,
+    validate view 2, and the reverse); otherwise the one `validation_split` (SBU a training fold,
+    cross-subject protocols and a validation run's single view: subjects)."""
+    views = None if groups is None else np.asarray(groups).reshape(len(labels), -1)[:, 0]
+    if not cross_view or views is None or len(np.unique(views)) < 2:
+        return [validation_split(labels, groups, seed)]
+    return [(np.flatnonzero(views != v), np.flatnonzero(views == v)) for v in np.unique(views)]
 
 
 class SkeletonDataset(torch.utils.data.Dataset):

@@ -121,16 +121,17 @@ def knn_top1(features, k):
     return probes.top1(probes.knn_probe(train_x, train_y, k), val_x, val_y)
 
 
-def evaluate_frozen(encoder, splits, groups, opts, device, log, out=None):
+def evaluate_frozen(encoder, splits, folds, opts, device, log, out=None):
     """The official SGD linear evaluation, cosine-KNN top-1 at --knn_k, and the validation-selected
-    probes of a frozen encoder, sharing one feature extraction; the SGD classifier is saved as
+    probes of a frozen encoder (C and k chosen on the training split's `folds`, dataset.probe_folds),
+    sharing one feature extraction; the SGD classifier is saved as
     <out>/linear_head.pth. Returns (results, features)."""
     start = time.time()
     features = frozen_features(encoder, splits, opts, device)
     feature_seconds = round(time.time() - start, 3)
     result = linear_evaluation(encoder, splits, opts, device, log, features=features,
                                save_path=None if out is None else out / 'linear_head.pth')
-    honest = {} if opts.no_probes else probes.honest_probes(*probes.as_numpy(features), groups, opts.val_seed)
+    honest = {} if opts.no_probes else probes.honest_probes(*probes.as_numpy(features), folds)
     if honest:
         log(f"validation-selected probes: L-BFGS top1 {honest['probe_top1']:.2f} (C {honest['probe_C']:g}), "
             f"KNN top1 {honest['knn_selected_top1']:.2f} (k {honest['knn_selected_k']})")

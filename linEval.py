@@ -66,7 +66,7 @@ def main(opts):
     set_threads(opts.threads)
     encoder = load_encoder(load_checkpoint(opts.model_path), opts.model_path) if opts.mode in CHECKPOINT_MODES else None
     set_seed(opts.seed)
-    splits, groups = load_splits(opts)
+    splits, folds = load_splits(opts)
     batch = opts.batch_size or opts.lin_batch_size
     if batch > len(splits[0][1]):
         raise DataError(f"batch size {batch} is larger than the {len(splits[0][1])} training samples")
@@ -77,7 +77,8 @@ def main(opts):
     if opts.mode == 'supervise':
         result = run_supervise(splits, opts, device, run.log, run.out)
     elif opts.mode == 'raw':
-        result = honest_probes(*as_numpy(raw_features(splits, opts)), groups, opts.val_seed)
+        raw = raw_features(splits, opts)
+        result = dict(honest_probes(*as_numpy(raw), folds), knn_top1=knn_top1(raw, opts.knn_k), knn_k=opts.knn_k)
         result['top1'] = result['probe_top1']
     elif opts.head_path:
         top1, top5 = score_head(encoder.to(device), load_checkpoint(opts.head_path)['model'], splits, opts, device)
@@ -88,7 +89,7 @@ def main(opts):
         top1 = knn_top1(frozen_features(encoder.to(device), splits, opts, device), opts.knn_k)
         result = dict(top1=top1, knn_top1=top1, knn_k=opts.knn_k)
     else:
-        result, features = evaluate_frozen(encoder.to(device), splits, groups, opts, device, run.log, run.out)
+        result, features = evaluate_frozen(encoder.to(device), splits, folds, opts, device, run.log, run.out)
     return finish_run(run, splits, dict(result, model_path=opts.model_path) if encoder is not None else result, features,
                       class_names=PRESETS[opts.dataset].get('actions'))
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
 
 POOLINGS = ('mean', 'masked_mean', 'last', 'sum', 'final')
 # Overheads per RNN step and per RNN call in `length_groups`, in sequence-frames (CPU; bench/grouping.py).
@@ -52,6 +53,11 @@ class LSTMEncoder(nn.Module):
         self.bi_lstm = rnn(input_size * early, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
         self.velocity_rnn = (rnn(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
                              if two_stream else None)
+        # one-layer, one-direction shells that run a bidirectional RNN's layers direction by direction
+        # (`_bidirectional`) with its parameters: a tuple, so that they are no part of the state, made
+        # on the meta device, so that they draw no random number and hold no memory
+        self.shells = tuple(rnn(size, hidden_size, device='meta') for size in
+                            {input_size * early, input_size, 2 * hidden_size}) if bidirectional else ()
 
     def forward(self, x):
         n, c, t, v, m = x.shape
@@ -94,14 +100,15 @@ class LSTMEncoder(nn.Module):
         lengths = real.sum(1)
         end = torch.where(real.any(1), t - real.flip(1).int().argmax(1), 1)  # (N,) up to the last real frame
         if self.bidirectional:
-            groups = [(torch.nonzero(end == e)[:, 0].tolist(), int(e)) for e in end.unique().tolist()]
+            groups = length_groups(end.tolist(), *self.length_costs)
         else:
             trailing = (real == (steps[None] < lengths[:, None])).all(1)
             groups = length_groups(torch.where(trailing, lengths.clamp(min=1), t).tolist(), *self.length_costs)
         pooled, order = [], []
         for group, longest in groups:
             group = torch.tensor(group, device=seq.device)
-            out, _ = rnn(seq[:longest, group])  # (T', n', hidden_size x directions)
+            part = seq[:longest, group]
+            out = self._bidirectional(rnn, part, end[group]) if self.bidirectional else rnn(part)[0]
             if self.pooling == 'final':
                 rows = torch.arange(len(group), device=seq.device)
                 forward = out[end[group] - 1, rows, :self.hidden_size]
@@ -112,6 +119,26 @@ class LSTMEncoder(nn.Module):
                 pooled.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
             order.append(group)
         return torch.cat(pooled)[torch.cat(order).argsort()]
+
+    def _bidirectional(self, rnn, seq, end):
+        """A bidirectional rnn over seq (T, n, F) whose sequence i ends at frame end[i] (exclusive):
+        (T, n, 2 x hidden_size), valid before each end. Layer by layer, the forward direction runs as
+        it is and the backward direction on each sequence reversed within its own frames, so that
+        sequences of different lengths share one call (a bidirectional call would need the same end).
+        """
+        t = torch.arange(len(seq), device=seq.device)[:, None]
+        flip = torch.where(t < end[None], end[None] - 1 - t, t)[..., None]  # (T, n, 1), its own inverse
+        params = dict(rnn.named_parameters())
+        for layer in range(rnn.num_layers):
+            shell = next(s for s in self.shells if s.input_size == seq.shape[2])
+            forward, backward = ({f'{name}_l0': params[f'{name}_l{layer}{suffix}'] for name in ('weight_ih', 'weight_hh',
+                                                                                                'bias_ih', 'bias_hh')}
+                                 for suffix in ('', '_reverse'))
+            flipped = seq.gather(0, flip.expand_as(seq))
+            seq = torch.cat([functional_call(shell, forward, (seq,), strict=True)[0],
+                             functional_call(shell, backward, (flipped,), strict=True)[0].gather(
+                                 0, flip.expand(-1, -1, self.hidden_size))], 2)
+        return seq
 
 
 def length_groups(frames, step_cost=STEP_COST, call_cost=CALL_COST):

@@ -123,7 +123,8 @@ def common(parser):
     add('--seed', type=int, default=1, help='seeds init, data order and augmentation')
     add('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='auto: CUDA if available')
     add('--threads', type=positive_int, default=None,
-        help='CPU threads (default: $OMP_NUM_THREADS if set, else 1; bench/results/threads-*.json)')
+        help='CPU threads (default: $OMP_NUM_THREADS if set, else the CPUs idle at the start; the choice is '
+             'recorded in provenance; bench/results/threads-*.json)')
     add('--out_dir', default=None, help='run folder (default runs/<dataset>-<time> for pretraining, '
                                          'runs/<dataset>-<mode>-<time> for an evaluation)')
     add('--quiet', action='store_true', help='no progress bars, log to file only')

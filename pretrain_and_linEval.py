@@ -81,7 +81,7 @@ def main(opts):
     device = ddp_device or resolve_device(opts.device)
     set_threads(opts.threads)
     set_seed(opts.seed, opts.deterministic)
-    splits, groups = load_splits(opts)
+    splits, folds = load_splits(opts)
     (train_x, train_y), _ = splits
     if opts.batch_size * world > len(train_y):
         times = f" x {world} processes" if world > 1 else ''
@@ -97,7 +97,7 @@ def main(opts):
     eval_path = run.out / f'ckpt_epoch_{total if opts.eval_final or not opts.epochs else opts.epochs}.pth'
     run.log(f"linear evaluation of {eval_path}")
     encoder = load_encoder(load_checkpoint(eval_path), eval_path).to(device)
-    result, features = evaluate_frozen(encoder, splits, groups, opts, device, run.log, run.out)
+    result, features = evaluate_frozen(encoder, splits, folds, opts, device, run.log, run.out)
     return finish_run(run, splits, dict(result, model_path=str(eval_path)), features, read_metrics(run.out),
                       PRESETS[opts.dataset].get('actions'))
 

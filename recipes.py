@@ -66,6 +66,18 @@ STRONG = dict(STRONG1, **LEVERS[1][1])
 # the committed records; a test checks it; no test view and no SBU label was used): the view-normalised
 # min-max input, two streams, random rotation and no projection head.
 STRONG2 = dict(STRONG1, **VIEW_INPUT, two_stream=True, **LEVERS[1][1], head_dim=0)
+# The scale study (ablation.py --stage scale): strong2 with only its recurrent encoder's size changed,
+# by a short stable id -> (label, options added to strong2). The peers' size (Predict & Cluster's
+# 3-layer bi-GRU of 1024 units) also with their final-state read-out, and with their reconstruction.
+SIZES = {f'{name}{width}x{depth}': (f"{'LSTM' if name == 'lstm' else 'bi-GRU'} {width} x {depth}",
+                                    dict(rnn='lstm' if name == 'lstm' else 'gru', bidirectional=name == 'bigru',
+                                         hidden_units=width, lstm_layer=depth))
+         for name in ('lstm', 'bigru') for width in (256, 512, 1024) for depth in (1, 2, 3)}
+PEERS = SIZES['bigru1024x3'][1]
+SCALE = {'lstm256x1': ('strong2 (LSTM 256 x 1)', {}), **{k: v for k, v in SIZES.items() if k != 'lstm256x1'},
+         'bigru1024x3-final': ('bi-GRU 1024 x 3, final-state read-out', dict(PEERS, readout='last')),
+         'bigru1024x3-final-recon': ('bi-GRU 1024 x 3, final-state read-out + reconstruction',
+                                     dict(PEERS, readout='last', **RECON))}
 RECIPES = {'faithful': {}, 'corrected': CORRECTED, 'strong1': STRONG1, 'strong': STRONG, 'strong2': STRONG2}
 # SBU's nested selection between strong1 and strong2 (ablation.py, results/ablation/README.md): test
 # fold -> the recipe that validation on that fold's own training folds chose. `reproduce.py --configs

@@ -96,8 +96,11 @@ def plan(args):
 
 
 COLUMNS = [('top1_best', 'best epoch (test-selected, official)'), ('top1_last', 'SGD last epoch'),
-           ('probe_top1', 'L-BFGS probe (C on val.)'), ('knn_selected_top1', 'KNN (k on val.)'), ('knn_top1', 'KNN@1')]
-MARGINS = [('probe_top1', 'learned − raw, L-BFGS'), ('knn_selected_top1', 'learned − raw, KNN')]
+           ('probe_top1', 'L-BFGS probe (C on val.)'), ('knn_selected_top1', 'KNN (k on val.)'),
+           ('knn_top1', '1-NN (k = 1, fixed)')]
+MARGINS = [('probe_top1', 'learned − raw, L-BFGS'), ('knn_selected_top1', 'learned − raw, KNN'),
+           ('knn_top1', 'learned − raw, 1-NN')]
+PAIRED = ('probe_top1', 'knn_top1')  # the headline's two probes: L-BFGS and the field's 1-NN
 
 
 def per_seed(records, key):
@@ -118,19 +121,30 @@ def missing(out, protocol, config, evaluation, seeds, quick=False):
             if not (Path(out) / (name := f'{protocol}/{config}/{split}-seed{seed}-{evaluation}.json')).exists()]
 
 
+def margin(linear, floor, key, paired_by_seed):
+    """learned − floor of one probe, mean ± std over seeds (by seed, or against the floor's mean)."""
+    learned, below = per_seed(linear, key), per_seed(floor, key)
+    if not learned or not below or None in learned or None in below:
+        return '–'
+    return mean_std([a - b for a, b in zip(learned, below)] if paired_by_seed else
+                    [a - statistics.mean(below) for a in learned], 1)
+
+
 def headline(records, protocol, config):
-    """The README row of one protocol and recipe: linear probes, raw floor and margins, semi, supervised."""
-    linear, raw = records['linear'], records['raw']
-    cells = [mean_std(per_seed(linear, key), 1) for key, _ in COLUMNS[:4]]
-    cells += [mean_std(per_seed(raw, 'probe_top1'), 1)]
-    cells += [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(linear, key)], 1) if raw and linear
-              else '–' for key, _ in MARGINS]
-    init = records['init']
-    cells += [mean_std(per_seed(init, 'probe_top1'), 1)]
-    cells += [mean_std([a - b for a, b in zip(per_seed(linear, key), per_seed(init, key))], 1) if init and linear
-              else '–' for key, _ in MARGINS]
+    """The README row of one protocol and recipe: SGD and the probes (L-BFGS, 1-NN, selected KNN),
+    their margins over the raw-input and random-init floors ('L-BFGS / 1-NN'), semi, supervised."""
+    linear, raw, init = records['linear'], records['raw'], records['init']
+    cells = [mean_std(per_seed(linear, key), 1) for key in ('top1_last', 'probe_top1', 'knn_top1', 'knn_selected_top1')]
+    cells += [' / '.join(margin(linear, floor, key, floor is init) for key in PAIRED) for floor in (raw, init)]
     cells += [mean_std(per_seed(records[e], 'top1_last'), 1) for e in (*SEMI, 'supervise')]
-    return [PROTOCOL_NAMES[protocol], marked(protocol, config), *cells]
+    return [PROTOCOL_NAMES[protocol], marked(protocol, config) + selection_note(linear, protocol), *cells]
+
+
+def selection_note(records, protocol):
+    """' (probes: one held-out view)' for N-UCLA rows recorded before the probes chose their settings on
+    each training view in turn (their records lack probe_validation's folds)."""
+    old = protocol.startswith('ucla') and any('folds' not in r.get('probe_validation', {}) for r in records)
+    return ' (probes: one held-out view)' if old else ''
 
 
 def marked(protocol, config):
@@ -143,9 +157,8 @@ def marked(protocol, config):
 
 
 PROTOCOL_NAMES = {'sbu': 'SBU 5-fold', 'ucla_view3': 'N-UCLA 1,2 → 3', 'ucla_view1': 'N-UCLA 2,3 → 1'}
-HEADLINE = ['protocol', 'recipe', 'best epoch (test-selected)', 'SGD last epoch', 'L-BFGS probe', 'KNN (k on val.)',
-            'raw L-BFGS', 'learned − raw, L-BFGS', 'learned − raw, KNN', 'random-init L-BFGS',
-            'learned − random-init, L-BFGS', 'learned − random-init, KNN', 'semi 1 %', 'semi 10 %',
+HEADLINE = ['protocol', 'recipe', 'SGD last epoch', 'L-BFGS probe', '1-NN', 'KNN (k on val.)',
+            'learned − raw (L-BFGS / 1-NN)', 'learned − random-init (L-BFGS / 1-NN)', 'semi 1 %', 'semi 10 %',
             'supervised (last epoch)']
 
 
@@ -175,7 +188,8 @@ def summarise(out, readme=None, seeds=(1, 2, 3), quick=False, evaluations=None):
                 minutes[config] += sum(r['seconds'] for r in runs) / 60
                 commands.setdefault((config, evaluation), runs[0]['provenance']['process_command'])
                 margins = [mean_std([v - statistics.mean(per_seed(raw, key)) for v in per_seed(runs, key)])
-                           if evaluation == 'linear' and per_seed(raw, key) else '' for key, _ in MARGINS]
+                           if evaluation == 'linear' and per_seed(raw, key) and None not in per_seed(raw, key) else ''
+                           for key, _ in MARGINS]
                 absent = missing(out, protocol, config, evaluation, list(seeds), quick)
                 incomplete.update({name: f'{protocol} {config}' for name in absent})
                 rows.append([protocol, marked(protocol, config), evaluation, *(mean_std(per_seed(runs, key)) for key, _ in COLUMNS),

@@ -119,19 +119,50 @@ def available_cpus():
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
-def default_threads():
-    """$OMP_NUM_THREADS if set (at most `available_cpus()`), else 1: these small LSTMs gain little from
-    more threads on an idle machine and lose much on a busy one (bench/results/threads-*.json)."""
+def idle_cpus(window=0.25):
+    """How many of `available_cpus()` stood idle over the last `window` seconds (/proc/stat; the
+    1-minute load average where there is none), and how that was read."""
+    cpus = available_cpus()
+
+    def busy_and_total():
+        fields = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)  # all but idle and iowait
+    try:
+        (busy0, total0), _, (busy1, total1) = busy_and_total(), time.sleep(window), busy_and_total()
+        busy = (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or cpus)
+        how = f'/proc/stat over {window:g} s'
+    except (OSError, ValueError, IndexError):
+        if not hasattr(os, 'getloadavg'):
+            return cpus, 'no load reading'
+        busy, how = os.getloadavg()[0], '1-minute load average'
+    return max(1, min(cpus, cpus - round(busy))), f'{busy:.1f} of {cpus} CPUs busy ({how})'
+
+
+def choose_threads(threads=None):
+    """(torch intra-op threads, why): --threads if given, else $OMP_NUM_THREADS if set (at most
+    `available_cpus()`), else the CPUs that are idle now (at least 1): on an idle 2-core machine two
+    threads run the default SBU run faster, on a busy one a second thread costs much
+    (bench/results/threads-*.json)."""
+    if threads:
+        return threads, '--threads'
     env = os.environ.get('OMP_NUM_THREADS', '')
-    return min(int(env), available_cpus()) if env.isdigit() and int(env) > 0 else 1
+    if env.isdigit() and int(env) > 0:
+        return min(int(env), available_cpus()), 'OMP_NUM_THREADS'
+    idle, how = idle_cpus()
+    return idle, f'idle CPUs: {how}'
+
+
+THREADS_CHOSEN_BY = {}  # set_threads's reason, recorded in provenance
 
 
 def set_threads(threads):
-    """torch intra-op threads (None: `default_threads()`); returns the number in use. Also flushes
+    """torch intra-op threads (`choose_threads`); returns the number in use. Also flushes
     denormal floats (|x| < 1.2e-38) to zero on CPU: LSTM gradients can decay into that range, where
     x86 arithmetic is slow, and no weight can change by so little in float32."""
-    torch.set_num_threads(threads or default_threads())
+    count, why = choose_threads(threads)
+    torch.set_num_threads(count)
     torch.set_flush_denormal(True)
+    THREADS_CHOSEN_BY['why'] = why
     return torch.get_num_threads()
 
 
@@ -181,7 +212,8 @@ def provenance(device, out_dir):
     return dict(process_command=' '.join(['python', Path(sys.argv[0]).name, *sys.argv[1:]]), device=str(device),
                 device_name=device_name(device), cpu_isa=cpu_isa(), aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 onednn_max_cpu_isa=os.environ.get('ONEDNN_MAX_CPU_ISA', os.environ.get('DNNL_MAX_CPU_ISA', 'unset')),
-                threads=torch.get_num_threads(), out_dir=str(out_dir), python=platform.python_version(),
+                threads=torch.get_num_threads(), threads_chosen_by=THREADS_CHOSEN_BY.get('why', 'torch default'),
+                out_dir=str(out_dir), python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, git_commit=commit, git_dirty=dirty,
                 host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
 

@@ -27,9 +27,18 @@ What a recipe's pretraining costs: per recipe, 5 of its update epochs on the who
 (N-UCLA test view 3 by default; after its warm-up epoch), seconds per update epoch (metrics.csv)
 and the projection to the recipe's own number of epochs. Writes
 bench/results/recipes-<dataset>-<device>.json (or --out).
+
+    python bench/speed.py --sizes [ID ...] [--amp off bf16] [--threads 1 2] [--jobs 2]
+
+What the scale study's encoders cost (recipes.SCALE, default every id): seconds per update epoch of
+strong2 with that encoder on an N-UCLA validation run (training view 2, as ablation.py runs it),
+per precision and thread count; --jobs runs that many side by side (recorded: timings taken side
+by side share the machine). Writes bench/results/sizes-<device>.json (or --out), merged into what
+is there; ablation.py --stage scale sets each row's epochs from it.
 """
 import argparse
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -42,8 +51,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dataset import SkeletonDataset, load_array, loader  # noqa: E402
-from recipes import RECIPES  # noqa: E402
+from dataset import DATA_ROOT, SkeletonDataset, load_array, loader  # noqa: E402
+from options import to_argv  # noqa: E402
+from recipes import RECIPES, SCALE  # noqa: E402
 from runs import device_name, provenance, read_metrics, resolve_device  # noqa: E402
 
 NTU60_XSUB = dict(train=40091, test=16487, classes=60)
@@ -83,6 +93,28 @@ def recipe_cost(device, recipes, dataset, data_root, epochs=5):
                                              projected_pretrain_seconds=round(per_epoch * full))
             print(recipe, report['recipes'][recipe], flush=True)
     return report
+
+
+def size_cost(device, ids, amps, threads, jobs, data_root):
+    """Seconds per update epoch of strong2 with each scale-study encoder on an N-UCLA validation run,
+    for every (id, amp, threads): {'<id> <amp> <threads>': {...}}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(config):
+        row, amp, count = config
+        with tempfile.TemporaryDirectory() as tmp:
+            _, out = run('pretrain_and_linEval.py', tmp, '--dataset', 'ucla', '--test_view', 3, '--eval_split',
+                         'validation', '--val_group', 0, '--recipe', 'strong2', *to_argv(SCALE[row][1]), '--amp', amp,
+                         '--data_root', data_root, '--epochs', 1, '--lin_epochs', 1, '--no_probes', '--device',
+                         device.type, '--threads', count)
+            rows = read_metrics(out)
+        timing = dict(seconds_per_update_epoch=round(float(rows[-1]['seconds']) - float(rows[0]['seconds']), 2),
+                      warmup_seconds=round(float(rows[0]['seconds']), 2), side_by_side=jobs, load_before=os.getloadavg()[0])
+        print(row, amp, count, timing, flush=True)
+        return f'{row} {amp} {count}', timing
+    configs = [(row, amp, count) for count in threads for row in ids for amp in amps]
+    with ThreadPoolExecutor(jobs) as pool:
+        return dict(pool.map(one, configs))
 
 
 def linear(tmp, checkpoint, features, device, epochs=90):
@@ -197,14 +229,25 @@ def main():
     parser.add_argument('--out', default=None, help='JSON path (default bench/results/speed-<device>.json; '
                         'with --quick runs/speed-<device>-quick.json, so the committed file stays)')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
-    parser.add_argument('--data_root', default=str(ROOT.parent / 'shared' / 'data'))
+    parser.add_argument('--data_root', default=DATA_ROOT, help='$ASCAL_DATA_ROOT if set, else ./data')
     parser.add_argument('--synthetic', choices=['ntu60'], default=None, help='the NTU-scale benchmark instead')
     parser.add_argument('--samples', type=int, default=2048, help='--synthetic: training sequences in the memory map')
     parser.add_argument('--recipes', nargs='+', default=None, help="each recipe's whole pretraining instead")
     parser.add_argument('--dataset', default='ucla', help='--recipes: the dataset')
+    parser.add_argument('--sizes', nargs='*', default=None, help="the scale study's encoders (default: every id)")
+    parser.add_argument('--amp', nargs='+', default=['off', 'bf16'], help='--sizes: precisions')
+    parser.add_argument('--threads', nargs='+', type=int, default=[1], help='--sizes: thread counts')
+    parser.add_argument('--jobs', type=int, default=1, help='--sizes: timings side by side')
     args = parser.parse_args()
     device = resolve_device(args.device)
-    if args.recipes:
+    if args.sizes is not None:
+        default = ROOT / 'bench' / 'results' / f'sizes-{device.type}.json'
+        out = Path(args.out or default)
+        report = json.loads(out.read_text()) if out.is_file() else dict(device=bench_device(device), timings={})
+        report['timings'].update(size_cost(device, args.sizes or list(SCALE), args.amp, args.threads, args.jobs,
+                                           args.data_root))
+        report.setdefault('provenance', []).append(provenance(device, out.parent))
+    elif args.recipes:
         report = recipe_cost(device, args.recipes, args.dataset, args.data_root)
         default = ROOT / 'bench' / 'results' / f'recipes-{args.dataset}-{device.type}.json'
     elif args.synthetic:
@@ -216,7 +259,8 @@ def main():
                    ROOT / 'bench' / 'results' / f'speed-{device.type}.json')
     out = Path(args.out or default)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report['provenance'] = provenance(device, out.parent)
+    if args.sizes is None:
+        report['provenance'] = provenance(device, out.parent)
     out.write_text(json.dumps(report, indent=2) + '\n')
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")

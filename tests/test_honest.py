@@ -35,6 +35,18 @@ def test_nucla_validation_is_cross_view_then_cross_subject(data_root, cache_dir)
     assert len(set(groups[val, 0])) == 1 and len(train) + len(val) == len(labels)
 
 
+def test_probes_choose_cross_view_on_nucla_both_ways_and_keep_the_held_out_fold_elsewhere(data_root, cache_dir):
+    _, labels, groups = load_split('ucla', data_root, 'train', test_view=3, cache_dir=cache_dir, with_groups=True)
+    folds = dataset.probe_folds(labels, groups, 1, cross_view=True)
+    assert [(set(groups[fit, 0]), set(groups[held, 0])) for fit, held in folds] == [({2}, {1}), ({1}, {2})]
+    one_view = np.flatnonzero(groups[:, 0] == 1)  # a validation run's training part: subjects, as before
+    [(fit, held)] = dataset.probe_folds(labels[one_view], groups[one_view], 1, cross_view=True)
+    assert not set(groups[one_view][fit, 1]) & set(groups[one_view][held, 1])
+    _, sbu_labels, sbu_folds = load_split('sbu', data_root, 'train', fold=0, cache_dir=cache_dir, with_groups=True)
+    [(fit, held)] = dataset.probe_folds(sbu_labels, sbu_folds, 1, cross_view=PRESETS['sbu'].get('cross_view', False))
+    assert len(set(sbu_folds[held])) == 1 and not set(sbu_folds[fit]) & set(sbu_folds[held])
+
+
 def test_sbu_validation_is_one_whole_training_fold(data_root, cache_dir):
     for fold in range(5):
         _, labels, folds = load_split('sbu', data_root, 'train', fold=fold, cache_dir=cache_dir, with_groups=True)
@@ -54,9 +66,9 @@ def test_validation_mode_never_reads_the_test_split(data_root, cache_dir, monkey
     monkeypatch.setattr(dataset, 'load_split', guarded)
     opts = pretrain.parse_option(['--dataset', 'ucla', '--data_root', str(data_root), '--test_view', '3',
                                   '--eval_split', 'validation', '--preprocess', 'body', '--selected_frames', '20'])
-    ((train_x, train_y), (val_x, val_y)), groups = dataset.load_splits(opts)
+    ((train_x, train_y), (val_x, val_y)), [(fit, held)] = dataset.load_splits(opts)
     assert train_x.shape[1:] == val_x.shape[1:] == (3, 20, 20, 1)
-    assert len(train_y) + len(val_y) == 1020 and len(groups) == len(train_y)
+    assert len(train_y) + len(val_y) == 1020 and sorted([*fit, *held]) == list(range(len(train_y)))
 
 
 @pytest.mark.parametrize('name', ['sbu', 'ucla'])
@@ -90,9 +102,9 @@ def _features(seed, n=240, classes=4, dim=12):
 
 def test_selection_does_not_depend_on_test_labels():
     train, test = _features(0), _features(1)
-    groups = np.arange(len(train[1])) // 40  # six groups
+    folds = [dataset.validation_split(train[1], np.arange(len(train[1])) // 40, 1)]  # one of six groups held out
     shuffled = (test[0], np.random.default_rng(0).permutation(test[1]))
-    a, b = probes.honest_probes(train, test, groups, 1), probes.honest_probes(train, shuffled, groups, 1)
+    a, b = probes.honest_probes(train, test, folds), probes.honest_probes(train, shuffled, folds)
     for key in ('probe_C', 'knn_selected_k', 'probe_validation'):
         assert a[key] == b[key]
     assert a['probe_top1'] != b['probe_top1']  # the test labels do reach the (single) final evaluation

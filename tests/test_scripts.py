@@ -339,3 +339,19 @@ def test_evaluation_modes_record_no_training_schedule_they_do_not_use():
     opts = linEval.parse_option_lin_eval(['--mode', 'raw', '--recipe', 'strong'])
     assert opts.epochs is None and opts.learning_rate is None and opts.optimizer is None  # strong's: 120, 1e-3, adam
     assert linEval.parse_option_lin_eval(['--mode', 'supervise', '--recipe', 'strong']).optimizer == 'adam'
+
+
+def test_default_threads_follow_the_idle_cpus_and_say_why(monkeypatch):
+    import runs
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(runs, 'available_cpus', lambda: 2)
+    for busy, expected in ((0.1, 2), (0.9, 1), (1.6, 1), (3.0, 1)):
+        monkeypatch.setattr(runs, 'idle_cpus', lambda busy=busy: (max(1, min(2, 2 - round(busy))), f'{busy} busy'))
+        assert runs.choose_threads() == (expected, f'idle CPUs: {busy} busy')
+    assert runs.choose_threads(3) == (3, '--threads')
+    monkeypatch.setenv('OMP_NUM_THREADS', '5')
+    assert runs.choose_threads() == (2, 'OMP_NUM_THREADS')
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    monkeypatch.undo()
+    idle, how = runs.idle_cpus(window=0.05)  # the real reading: a count this process may use, and how it was read
+    assert 1 <= idle <= runs.available_cpus() and 'CPUs busy' in how
