@@ -4,6 +4,7 @@
     python ablation.py --jobs 2          # multi-seed N-UCLA screening, then SBU nested selection
     python ablation.py --stage rounds --seeds 1 --finalists 3   # the earlier one-seed rounds
     python ablation.py --stage semi      # the semi-supervised fine-tuning schedules
+    python ablation.py --stage scale --jobs 2   # the scale study of the recurrent encoder (below)
     python ablation.py --summary         # rebuild results/ablation/README.md from the recorded runs
 
 N-UCLA (train views 1, 2; test view 3): every run pretrains and probes on one training view and
@@ -15,8 +16,30 @@ top-1. Rows are options added to strong1 (recipes.SCREEN; the one-seed rounds: r
 also gets the raw-input floor of its input and, in the multi-seed screening, the random-init floor
 of its encoder. A row is kept when its paired difference to strong1 (same view, same seed) clears
 its noise (`clears_noise`).
+
+The scale study (`--stage scale`, recipes.SCALE, records in <out>/scale/): strong2 with only its
+encoder's size changed (LSTM and bi-GRU, 256 / 512 / 1024 units, 1-3 layers; the peers' 3-layer
+bi-GRU of 1024 also with their final-state read-out and reconstruction), on the N-UCLA cross-view
+validation, each paired with strong2 itself (`lstm256x1`) and given its random-init floor. Its
+compute budget, fixed before any of its runs: about 16 core-hours in all. Each run's update epochs
+may take SCALE_CAP core-minutes (the peers' size PEER_CAP), at the seconds per update epoch that
+`bench/speed.py --sizes` recorded (bench/results/sizes-cpu.json), in the faster of fp32 and bf16:
+a row trains min(120, what fits) epochs with its decay at half of them (strong2: 120, decay at 60),
+and a row that fits fewer than MIN_EPOCHS is not run (its table line says so). Worst case: first
+pass 17 rows x 2 runs x 8 + 3 x 2 x 25 = 422 core-minutes, second pass 3 x 4 x 25 = 300,
+confirmation 6 x 25 = 150, precision check about 40, floors and evaluation about 70: 16.4 core-hours.
+Stages, each run once the one before is recorded (the same command continues after any stop):
+  1. every row, seed 1, both validation views, with its random-init floor;
+  2. the FINALISTS rows with the best mean paired difference to strong2 that are not clearly behind
+     it (mean paired difference above BEHIND), and strong2: seeds 2 and 3;
+  3. the finalist whose 6 paired differences clear their noise with the largest mean is the
+     candidate; with 20 rows tried, a 2-standard-error bar would pass one by chance, so it is kept
+     only if it clears its noise again on fresh seeds (FRESH_SEEDS, paired with strong2);
+  4. precision: PRECISION_CHECK in fp32 beside its bf16 runs, seeds 1-3, so that the table shows
+     whether bf16 moves the criterion by more than the seeds' spread.
 """
 import argparse
+import json
 import math
 import re
 import statistics
@@ -26,7 +49,7 @@ import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Run, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
-from recipes import LEVERS, RECIPES, SCREEN
+from recipes import LEVERS, RECIPES, SCALE, SCREEN
 from runs import available_cpus, cli
 
 BASE = SCREEN[0][0]  # 'strong1': every row is options added to this recipe
@@ -243,6 +266,176 @@ def screen_table(out, seeds):
     return markdown(lines), everything
 
 
+SCALE_BASE = 'lstm256x1'  # strong2 itself
+SCALE_CAP, PEER_CAP, MIN_EPOCHS = 8, 25, 15  # core-minutes of update epochs per run; fewest epochs worth a run
+BEHIND, FINALISTS, FRESH_SEEDS = -2.0, 3, (4, 5, 6)
+PRECISION_CHECK = 'bigru256x1'
+SIZES_BENCH = experiments.ROOT / 'bench' / 'results' / 'sizes-cpu.json'
+
+
+def bench_timings():
+    """{'<id> <amp> <threads>': timing} of bench/results/sizes-cpu.json ({} before it is recorded)."""
+    return json.loads(SIZES_BENCH.read_text())['timings'] if SIZES_BENCH.is_file() else {}
+
+
+def scale_rows():
+    """({id: (options, amp, epochs)} of the scale rows that fit the budget, {id: why not} of the others)."""
+    timings = bench_timings()
+    fit, left = {}, {}
+    for row, (_, options) in SCALE.items():
+        timed = {amp: t['seconds_per_update_epoch'] for amp in ('off', 'bf16') if (t := timings.get(f'{row} {amp} 1'))}
+        if not timed:
+            left[row] = f'not timed (bench/speed.py --sizes {row})'
+            continue
+        amp = min(timed, key=timed.get)
+        cap = PEER_CAP if options.get('hidden_units') == 1024 and options.get('lstm_layer') == 3 and \
+            options.get('bidirectional') else SCALE_CAP
+        epochs = min(120, int(cap * 60 // timed[amp]))
+        if epochs < MIN_EPOCHS:
+            left[row] = f'over budget: {cap} core-min fit {epochs} epochs at {timed[amp]:.0f} s each'
+        else:
+            fit[row] = (options, amp, epochs)
+    if PRECISION_CHECK in fit and fit[PRECISION_CHECK][1] == 'bf16':
+        options, _, epochs = fit[PRECISION_CHECK]
+        fit[f'{PRECISION_CHECK}-fp32'] = (options, 'off', epochs)
+    return fit, left
+
+
+def scale_plan(ids, seeds, rows, data_root, floors=True):
+    """One job per validation run of each scale row (and its random-init floor)."""
+    jobs = []
+    for row in ids:
+        options, amp, epochs = rows[row]
+        argv = ['--recipe', 'strong2', *to_argv(options), '--amp', amp]
+        schedule = ['--epochs', str(epochs), '--lr_decay_epochs', str(epochs // 2)]
+        for g in (0, 1):
+            common = ['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g), '--eval_split', 'validation',
+                      '--data_root', data_root, *argv]
+            for seed in seeds:
+                jobs.append([Run(f'scale/{row}-val{g}-seed{seed}', PRETRAIN, tuple(common + schedule + ['--seed', str(seed)]),
+                                 f'scale/{row}')])
+                if floors:
+                    jobs.append([Run(f'scale/init-{row}-val{g}-seed{seed}', PRETRAIN,
+                                     tuple(common + ['--epochs', '0', '--seed', str(seed)]), f'scale/init-{row}')])
+    return jobs
+
+
+def scale_differences(out, row, seeds):
+    """Paired criterion differences row − strong2 over the (view, seed) runs of `seeds` both have."""
+    wanted = {f'val{g}-seed{s}' for g in (0, 1) for s in seeds}
+    base = {k: v for k, v in runs_of(out, 'scale', SCALE_BASE).items() if k in wanted}
+    return paired({k: v for k, v in runs_of(out, 'scale', row).items() if k in wanted}, base)
+
+
+def scale_finalists(out, rows):
+    """The rows that go on to seeds 2 and 3 (None until every row is timed and the first pass recorded)."""
+    if any(why.startswith('not timed') for why in scale_rows()[1].values()):
+        return None
+    first = {row: scale_differences(out, row, [1]) for row in rows if row != SCALE_BASE and not row.endswith('-fp32')}
+    if any(len(d) < 2 for d in first.values()) or len(runs_of(out, 'scale', SCALE_BASE)) < 2:
+        return None
+    ahead = sorted((statistics.mean(d), row) for row, d in first.items() if statistics.mean(d) > BEHIND)
+    return [row for _, row in ahead[::-1][:FINALISTS]]
+
+
+def scale_candidate(out, finalists):
+    """The finalist whose 6 paired differences clear their noise with the largest mean, or None."""
+    cleared = [(statistics.mean(d), row) for row in finalists or []
+               if clears_noise(d := scale_differences(out, row, [1, 2, 3]), 6)]
+    return max(cleared)[1] if cleared else None
+
+
+def scale_stage(out, data_root, run):
+    """Run what the scale study's next stages need (`run(jobs)`), in order."""
+    rows, _ = scale_rows()
+    run(scale_plan(list(rows), [1], rows, data_root))
+    finalists = scale_finalists(out, rows)
+    if finalists is None:
+        return
+    run(scale_plan([SCALE_BASE, *finalists], [2, 3], rows, data_root))
+    run(scale_plan([r for r in (PRECISION_CHECK, f'{PRECISION_CHECK}-fp32') if r in rows], [1, 2, 3], rows, data_root,
+                   floors=False))
+    if (candidate := scale_candidate(out, finalists)):
+        run(scale_plan([SCALE_BASE, candidate], FRESH_SEEDS, rows, data_root, floors=False))
+
+
+def scale_table(out):
+    """Markdown rows of the scale study, its verdict, and its records."""
+    rows, left = scale_rows()
+    finalists = scale_finalists(out, rows)
+    candidate = scale_candidate(out, finalists)
+    header = ['id', 'encoder', 'precision', 'epochs', 's / update epoch', 'runs', 'L-BFGS', '1-NN', 'KNN (k on val.)',
+              'criterion', 'paired difference to strong2', 'verdict', 'random-init criterion', 'learned − random-init',
+              'core-min']
+    lines, everything = [header], []
+    for row in [*SCALE, *(r for r in rows if r not in SCALE)]:
+        label = SCALE[row][0] if row in SCALE else SCALE[PRECISION_CHECK][0] + ' in fp32'
+        if row in left:
+            lines.append([row, label, '–', '–', '–', '0', *['–'] * 5, left[row], '–', '–', '0'])
+            continue
+        _, amp, epochs = rows[row]
+        runs = runs_of(out, 'scale', row)
+        init = [r for r in runs_of(out, 'scale', f'init-{row}').values()]
+        everything += list(runs.values()) + init
+        first = scale_differences(out, row, [1])
+        more = scale_differences(out, row, [1, 2, 3])
+        fresh = scale_differences(out, row, FRESH_SEEDS)
+        if row == SCALE_BASE:
+            verdict, diffs = 'base', []
+        elif row.endswith('-fp32'):
+            base = runs_of(out, 'scale', PRECISION_CHECK)
+            diffs = paired(runs, base)
+            verdict = f'fp32 − bf16: {mean_std(diffs, 1)}' if diffs else 'runs missing'
+        elif len(first) < 2:
+            verdict, diffs = 'first pass: runs missing', first
+        elif finalists is not None and row not in finalists:
+            verdict, diffs = ('left behind' if statistics.mean(first) <= BEHIND else
+                              f'not among the {FINALISTS} best'), first
+        elif finalists is None:
+            verdict, diffs = 'first pass recorded', first
+        elif len(more) < 6:
+            verdict, diffs = f'seeds 2, 3: {6 - len(more)} runs missing', more
+        elif row != candidate:
+            verdict, diffs = ('kept, below the best' if clears_noise(more, 6) else 'dropped (within noise)'), more
+        elif len(fresh) < 6:
+            verdict, diffs = f'candidate; fresh seeds: {6 - len(fresh)} runs missing', more
+        else:
+            verdict, diffs = (f"confirmed on seeds {', '.join(map(str, FRESH_SEEDS))}: {mean_std(fresh, 1)}"
+                              if clears_noise(fresh, 6) else f'not confirmed on fresh seeds ({mean_std(fresh, 1)})'), more
+        learned, floor = list(map(criterion, runs.values())), list(map(criterion, init))
+        margin = f'{statistics.mean(learned) - statistics.mean(floor):+.1f}' if learned and floor else '–'
+        seconds = sum(r['seconds'] for r in [*runs.values(), *init])
+        lines.append([row, label, 'bf16' if amp == 'bf16' else 'fp32', f'{epochs}', scale_seconds(row, amp),
+                      str(len(runs)), mean_std([r['probe_top1'] for r in runs.values()], 1),
+                      mean_std([r['knn_top1'] for r in runs.values()], 1),
+                      mean_std([r['knn_selected_top1'] for r in runs.values()], 1), mean_std(learned, 1),
+                      mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict, mean_std(floor, 1), margin,
+                      f'{seconds / 60:.0f}'])
+    hours = sum(r['seconds'] for r in everything) / 3600
+    return markdown(lines), everything, scale_verdict(out, finalists, candidate), hours
+
+
+def scale_verdict(out, finalists, candidate):
+    """The scale study's choice in words, or what it still waits for."""
+    if finalists is None:
+        return 'none yet: the first pass lacks runs'
+    if not finalists:
+        return 'strong2: every size was left behind in the first pass'
+    if any(len(scale_differences(out, row, [1, 2, 3])) < 6 for row in finalists):
+        return 'none yet: the finalists lack runs of seeds 2 and 3'
+    if candidate is None:
+        return 'strong2: no size cleared its noise on 3 seeds'
+    fresh = scale_differences(out, candidate, FRESH_SEEDS)
+    if len(fresh) < 6:
+        return f'none yet: {candidate} cleared its noise and awaits its fresh seeds'
+    return candidate if clears_noise(fresh, 6) else f'strong2: {candidate} was not confirmed on fresh seeds'
+
+
+def scale_seconds(row, amp):
+    timing = bench_timings().get(f"{row.removesuffix('-fp32')} {amp} 1")
+    return f"{timing['seconds_per_update_epoch']:.1f}" if timing else '–'
+
+
 def agreement(out, results):
     """Validation criterion against the test criterion (same probes, results/) of the recipes that
     have both, per protocol: rows of (recipe, validation, test) and whether the two orders agree."""
@@ -289,6 +482,7 @@ def summarise(out, seeds):
     screen, screened = screen_table(out, seeds)
     nested, nested_runs = nested_table(out, seeds)
     semi, semi_runs = semi_table(out)
+    scale, scale_runs, scale_chosen, scale_hours = scale_table(out)
     chosen = {name: [] for name, _ in ROWS}
     ranking = ucla_ranking(out)
     if ranking:
@@ -320,6 +514,8 @@ def summarise(out, seeds):
         nested_runs=experiments.provenance_note(nested_runs) or 'none yet', nested=nested,
         rounds_runs=experiments.provenance_note(everything), table=table,
         semi_runs=experiments.provenance_note(semi_runs) or 'none yet', semi=semi,
+        scale=scale, scale_runs=experiments.provenance_note(scale_runs) or 'none yet', scale_chosen=scale_chosen,
+        scale_hours=f'{scale_hours:.1f}',
         verdicts='; '.join(verdicts) or 'Not run yet.', agree=agree)
     (out / 'README.md').write_text(text)
     return text
@@ -327,11 +523,11 @@ def summarise(out, seeds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--stage', choices=['all', 'screen', 'nested', 'rounds', 'semi'], default='all',
+    parser.add_argument('--stage', choices=['all', 'screen', 'nested', 'rounds', 'semi', 'scale'], default='all',
                         help='screen: the multi-seed N-UCLA cross-view screening (recipes.SCREEN); nested: SBU nested '
                              'selection between strong1 and its choice; all: both; rounds: the earlier one-seed '
                              'rounds (recipes.LEVERS, recorded with --seeds 1 --finalists 3); semi: the '
-                             'semi-supervised fine-tuning schedules')
+                             'semi-supervised fine-tuning schedules; scale: the scale study of the encoder (recipes.SCALE)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--finalists', type=positive_int, default=3,
                         help='rounds: best N-UCLA rows taken to SBU (+ strong1)')
@@ -357,6 +553,9 @@ def main(argv=None):
     if not args.summary and args.stage == 'semi':
         experiments.run_all(semi_plan(args.data_root), args.out, args.runs, args.jobs, args.threads, args.force,
                             keep_history=False)
+    if not args.summary and args.stage == 'scale':
+        scale_stage(args.out, args.data_root, lambda jobs: experiments.run_all(
+            jobs, args.out, args.runs, args.jobs, args.threads, args.force, keep_history=False))
     if not args.summary and args.stage == 'rounds':
         run(ROWS, 'ucla_view3')
         finalists = set(ucla_ranking(args.out)[:args.finalists]) | {BASE} | {n for n, _ in REFERENCES}

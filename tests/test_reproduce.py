@@ -102,7 +102,7 @@ def test_nested_row_applies_the_lever_each_fold_chose_from_the_committed_ablatio
 
 def write_record(path, score):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(probe_top1=score, knn_selected_top1=score, seed=1)))
+    path.write_text(json.dumps(dict(probe_top1=score, knn_selected_top1=score, knn_top1=score, seed=1, seconds=60)))
 
 
 def test_screening_keeps_a_row_only_when_its_paired_difference_clears_the_noise(tmp_path):
@@ -142,6 +142,48 @@ def test_the_kept_rows_together_are_the_recipe_only_when_they_clear_their_noise_
     assert 'alone' in ablation.screen_verdict(tmp_path, [1, 2, 3])
     record_row(together[0], 3.0, 0.1)
     assert ablation.recipe_choice(tmp_path, [1, 2, 3]) == together == ablation.nested_rows(tmp_path, [1, 2, 3])[1]
+
+
+def test_scale_study_budget_stages_and_confirmation_on_fresh_seeds(tmp_path, monkeypatch):
+    timings = {f'{row} {amp} 1': dict(seconds_per_update_epoch=seconds * (2 if amp == 'off' else 1))
+               for row, seconds in zip(ablation.SCALE, range(1, 40, 2)) for amp in ('off', 'bf16')}
+    timings['lstm256x2 bf16 1']['seconds_per_update_epoch'] = 1000.0  # bf16 slower here: fp32 is taken
+    (tmp_path / 'sizes.json').write_text(json.dumps(dict(timings=timings)))
+    monkeypatch.setattr(ablation, 'SIZES_BENCH', tmp_path / 'sizes.json')
+    rows, left = ablation.scale_rows()
+    assert rows['lstm256x1'] == ({}, 'bf16', 120) and rows['lstm256x2'][1:] == ('off', 80)  # 8 core-min / 6 s
+    assert rows['bigru256x1-fp32'][1:] == ('off', rows['bigru256x1'][2])  # the precision check, same epochs
+    assert all('over budget' in why for why in left.values()) and 'bigru1024x2' in left  # 8 core-min / 33 s
+    assert rows['bigru1024x3'][2] == 42  # the peers' size: 25 core-min / 35 s
+    jobs = ablation.scale_plan(['lstm256x2'], [1], rows, 'd')
+    argv = jobs[0][0].argv
+    assert '--amp' in argv and argv[argv.index('--epochs') + 1] == '80' and argv[argv.index('--lr_decay_epochs') + 1] == '40'
+    assert [job[0].name for job in jobs][:2] == ['scale/lstm256x2-val0-seed1', 'scale/init-lstm256x2-val0-seed1']
+    gains = {'lstm256x2': 1.0, 'lstm256x3': 0.5, 'lstm512x1': -1.0, 'lstm512x2': -5.0}
+
+    def record(row, seeds, noise=0.1):
+        for g in range(2):
+            for seed in seeds:
+                write_record(tmp_path / 'scale' / f'{row}-val{g}-seed{seed}.json',
+                             60 + 3 * g + seed + gains.get(row, -3.0) * (row != 'lstm256x1') + noise * (-1) ** seed)
+    for row in rows:
+        if row != 'lstm512x3':
+            record(row, [1])
+    assert ablation.scale_finalists(tmp_path, rows) is None  # the first pass lacks a row
+    record('lstm512x3', [1])
+    finalists = ablation.scale_finalists(tmp_path, rows)
+    assert finalists == ['lstm256x2', 'lstm256x3', 'lstm512x1']  # best first, those clearly behind left out
+    for row in ['lstm256x1', *finalists]:
+        record(row, [2, 3])
+    assert ablation.scale_candidate(tmp_path, finalists) == 'lstm256x2'
+    assert 'awaits its fresh seeds' in ablation.scale_verdict(tmp_path, finalists, 'lstm256x2')
+    record('lstm256x1', [4, 5, 6])
+    record('lstm256x2', [4, 5, 6], noise=3.0)  # on fresh seeds the gain is noise
+    assert 'not confirmed' in ablation.scale_verdict(tmp_path, finalists, 'lstm256x2')
+    record('lstm256x2', [4, 5, 6])
+    assert ablation.scale_verdict(tmp_path, finalists, 'lstm256x2') == 'lstm256x2'
+    table, _, chosen, _ = ablation.scale_table(tmp_path)
+    assert chosen == 'lstm256x2' and all(line.count(' | ') == 14 for line in table.splitlines())
 
 
 def test_strong2_is_what_the_committed_screening_chose():
