@@ -148,11 +148,13 @@ def selection_note(records, protocol):
 
 
 def marked(protocol, config):
-    """The recipe's name, marked on SBU where test folds were in the ancestry of its choice, or with
-    the recipe that strong2's nested selection chose there."""
+    """The recipe's name, marked on SBU where test folds were in the ancestry of its choice; strong2
+    there with the recipe its nested selection chose, marked too: that selection saw no test fold,
+    but strong1's steps that the N-UCLA screening did not re-screen came from an ablation that did."""
     if protocol == 'sbu' and config == 'strong2':
         chosen = sorted(set(STRONG2_SBU.values()))
-        return config + (f' (nested choice: {chosen[0]} on every fold)' if len(chosen) == 1 else ' (nested choice per fold)')
+        choice = f'nested choice: {chosen[0]} on every fold' if len(chosen) == 1 else 'nested choice per fold'
+        return f'{config} ({choice}; ‡ strong1\'s steps have test folds in their ancestry)'
     return config + (ANCESTRY_MARK if protocol == 'sbu' and config in TEST_FOLD_ANCESTRY else '')
 
 
