@@ -61,17 +61,15 @@ def gaussian_noise(x, g, std=0.05):
     return x + torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
 
 
-def gaussian_blur(x, g, sigma=(0.1, 2.0), p=0.5, taps=15, normalize=False):
+def gaussian_blur(x, g, sigma=(0.1, 2.0), p=0.5, taps=15):
     """With probability p, convolve each joint trajectory along time ('gausFilter'): kernel
     w_k = exp(-k^2 / 2 sigma^2), k = -7..7, sigma ~ U(sigma); the official kernel is not normalised
-    (gain up to ~5); `normalize=True` divides by its sum."""
+    (gain up to ~5)."""
     n = x.shape[0]
     s = _uniform(x, g, (n, 1), *sigma)
     apply = torch.rand(n, generator=g, device=x.device) < p
     k = torch.arange(taps, device=x.device, dtype=x.dtype) - taps // 2
     w = torch.exp(-k ** 2 / (2 * s ** 2))  # (N, taps)
-    if normalize:
-        w = w / w.sum(1, keepdim=True)
     padded = F.pad(x.transpose(2, 4), (taps // 2, taps // 2)).transpose(2, 4)  # zero-pad time
     blurred = torch.einsum('nctvmk,nk->nctvm', padded.unfold(2, taps, 1), w)
     return torch.where(_per_sample(apply), blurred, x)
@@ -197,3 +195,17 @@ class TwoViews:
 
     def __call__(self, x, g):
         return self.query_transform(x, g), self.key_transform(x, g)
+
+
+def input_chain(preprocess):
+    """The deterministic transform between a stored sequence and the encoder (after keeping
+    `selected_frames` frames): the official per-frame centring on joint 1, or nothing where the
+    sequence is normalised already (--preprocess body / view, preprocess.py)."""
+    return 'subtract' if preprocess == 'none' else 'None'
+
+
+def view_chain(input_chain, augmentation):
+    """A pretraining view: the encoder's input chain, then the augmentation chain, so that the views
+    and the evaluation input are centred alike whatever --preprocess is (centring twice is centring
+    once: the official chains, which start with 'subtract', are unchanged)."""
+    return '_'.join(c for c in (input_chain, augmentation) if c not in ('None', '')) or 'None'

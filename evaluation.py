@@ -22,7 +22,7 @@ from training import accuracy, fit, summarise
 
 def input_transform(opts):
     """Batches (N, C, T, V, M) -> what the encoder reads: the first selected_frames frames through
-    opts.input_chain (options.input_chain: centring on joint 1, or none for body-normalised input)."""
+    opts.input_chain (augment.input_chain: centring on joint 1, or none for body-normalised input)."""
     return augment.build_transform(opts.input_chain, opts.selected_frames)
 
 

@@ -34,9 +34,8 @@ class LSTMEncoder(nn.Module):
     `last` (the output at frame T-1), `sum`, or `final`: the final state of each direction over the
     real frames, concatenated (forward at the last real frame, backward at the first; Predict &
     Cluster's read-out). Official: unidirectional LSTM, `mean`, no motion. The RNN keeps the official attribute
-    name `bi_lstm` so state-dict keys match. `length_costs`: the cost model of `masked_mean`'s grouping.
+    name `bi_lstm` so state-dict keys match.
     """
-    length_costs = (STEP_COST, CALL_COST)
 
     def __init__(self, input_size, hidden_size=256, num_layers=1, pooling='mean', cell='lstm',
                  bidirectional=False, motion=False, two_stream=False):
@@ -100,10 +99,10 @@ class LSTMEncoder(nn.Module):
         lengths = real.sum(1)
         end = torch.where(real.any(1), t - real.flip(1).int().argmax(1), 1)  # (N,) up to the last real frame
         if self.bidirectional:
-            groups = length_groups(end.tolist(), *self.length_costs)
+            groups = length_groups(end.tolist())
         else:
             trailing = (real == (steps[None] < lengths[:, None])).all(1)
-            groups = length_groups(torch.where(trailing, lengths.clamp(min=1), t).tolist(), *self.length_costs)
+            groups = length_groups(torch.where(trailing, lengths.clamp(min=1), t).tolist())
         pooled, order = [], []
         for group, longest in groups:
             group = torch.tensor(group, device=seq.device)
@@ -307,14 +306,13 @@ class LinearClassifier(nn.Module):
 class EncoderClassifier(nn.Module):
     """Encoder + linear layer (PyTorch default init), trained end to end: (N, C, T, V, M) -> (N, classes)."""
 
-    def __init__(self, encoder, classes, dropout=0.0):
+    def __init__(self, encoder, classes):
         super().__init__()
         self.encoder = encoder
-        self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.out_dim, classes)
 
     def forward(self, x):
-        return self.classifier(self.dropout(self.encoder(x)))
+        return self.classifier(self.encoder(x))
 
 
 class FrozenEncoderClassifier(nn.Module):

@@ -23,6 +23,7 @@ import augment
 from dataset import DATA_ROOT, PRESETS
 from recipes import MODE_RECIPES, RECIPES
 from runs import CheckpointError, load_checkpoint
+from training import milestones
 
 # What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
 INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
@@ -41,9 +42,6 @@ FROM_CHECKPOINT = ('dataset', 'recipe', 'data_root', 'cache_dir', 'fold', 'test_
 TRAINING = ('epochs', 'learning_rate', 'lr_decay_epochs', 'batch_size', 'optimizer')  # pretrain, semi, supervise
 PRETRAIN_PRESET = ('nce_k', 'batch_size', 'lr_decay_epochs')  # pretraining's own schedule in the presets
 SEMI_SCHEDULES = [(0.01, (35, '15,30')), (0.1, (15, '8')), (1.0, (10, '7'))]  # rate <= limit: (epochs, decay)
-RENAMED = {'epochs': 'lin_epochs', 'learning_rate': 'lin_learning_rate', 'lr_decay_epochs': 'lin_lr_decay_epochs',
-           'batch_size': 'lin_batch_size'}  # linEval.py --mode eval / knn: the old names of the linear stage
-OLD_VALUES = {'aug_backend': {'torch': 'batch', 'numpy': 'sample'}}
 
 
 # ---------------------------------------------------------------- argparse types
@@ -65,11 +63,6 @@ natural_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a finite number > 0')
 non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'a finite number >= 0')
 fraction = _number(float, lambda v: 0 < v <= 1, 'a number in (0, 1]')
-
-
-def milestones(text):
-    """'30,70' -> [30, 70] ('' -> [])."""
-    return [int(e) for e in str(text).split(',') if e.strip()]
 
 
 def epoch_list(text):
@@ -111,7 +104,6 @@ def common(parser):
     add('--recipe', choices=sorted(RECIPES), default='faithful',
         help='faithful: official values; corrected: every official oddity fixed; strong: corrected + the '
              'validation-chosen changes (recipes.py); the command line still wins')
-    add('--corrected', action='store_true', help='same as --recipe corrected')
     add('--data_root', default=DATA_ROOT,
         help='folder laid out like data/README.md ($ASCAL_DATA_ROOT if set, else ./data)')
     add('--cache_dir', default=env_cache, help='parsed SBU/N-UCLA cache ($ASCAL_CACHE_DIR if set, else ~/.cache/ascal)')
@@ -261,16 +253,11 @@ def resolve(parser, argv=None):
                                                                   if k not in given))
     upper = {**checkpoint, **config, **given}
     dataset = upper.get('dataset', default['dataset'])
-    recipe = 'corrected' if upper.get('corrected') else upper.get('recipe', default['recipe'])
+    recipe = upper.get('recipe', default['recipe'])
     semi_rate = upper.get('semi_rate', default.get('semi_rate'))
-    for old, new in RENAMED.items():
-        if mode in ('eval', 'knn') and old in given:
-            notes.append(f"--{old} is deprecated in --mode {mode}: use --{new} (taken as --{new} {given[old]})")
-            given.setdefault(new, given.pop(old))
-    for key, renamed in OLD_VALUES.items():
-        if given.get(key) in renamed:
-            notes.append(f"--{key} {given[key]} is deprecated: use --{key} {renamed[given[key]]}")
-            given[key] = renamed[given[key]]
+    trains_nothing = [k for k in TRAINING if mode in ('eval', 'knn') and k in given and f'lin_{k}' in actions]
+    if trains_nothing:
+        parser.error(f"--{trains_nothing[0]} trains nothing in --mode {mode}; the linear stage takes --lin_{trains_nothing[0]}")
     layers = [('default', default), (f'preset {dataset}', preset_layer(dataset, mode)),
               (f'recipe {recipe}', RECIPES[recipe]), (f'mode {mode}', mode_layer(mode, recipe, dataset, semi_rate)),
               ('checkpoint', checkpoint), ('config', config), ('command line', given)]
@@ -287,7 +274,7 @@ def resolve(parser, argv=None):
             opts[key], source[key] = default[key], 'default (the recipe sets it for training modes only)'
     for key in ('data_root', 'cache_dir'):  # stored absolute: a checkpoint evaluates from any folder
         opts[key] = os.path.abspath(os.path.expanduser(opts[key]))
-    opts.update(mode=mode, recipe=recipe, input_chain=input_chain(opts), notes=notes)
+    opts.update(mode=mode, recipe=recipe, input_chain=augment.input_chain(opts['preprocess']), notes=notes)
     if opts.get('show_options'):
         width = max(map(len, opts))
         print('\n'.join(f"{k:<{width}} = {v!r:<30} {source.get(k, 'derived')}" for k, v in opts.items()))
@@ -295,15 +282,3 @@ def resolve(parser, argv=None):
     return argparse.Namespace(**opts)
 
 
-def input_chain(opts):
-    """The deterministic transform between a stored sequence and the encoder (after keeping
-    `selected_frames` frames): the official per-frame centring on joint 1, or nothing where the
-    sequence is normalised already (preprocess.py)."""
-    return 'subtract' if opts['preprocess'] == 'none' else 'None'
-
-
-def view_chain(opts, augmentation):
-    """A pretraining view: the encoder's input chain (`input_chain`), then the augmentation chain, so
-    that the views and the evaluation input are centred alike whatever --preprocess is (centring
-    twice is centring once: the official chains, which start with 'subtract', are unchanged)."""
-    return '_'.join(c for c in (opts.input_chain, augmentation) if c not in ('None', '')) or 'None'

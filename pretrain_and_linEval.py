@@ -46,7 +46,7 @@ def parse_option(argv=None):
                        help='query-view augmentation chain (augment.AUGMENTATIONS)')
     group.add_argument('--aug2', default='subtract_randomFlip_shear', type=options.augmentation_chain,
                        help='key-view augmentation chain')
-    group.add_argument('--aug_backend', choices=['batch', 'sample', 'torch', 'numpy'], default='batch',
+    group.add_argument('--aug_backend', choices=['batch', 'sample'], default='batch',
                        help='batch: whole batches on the training device (fast); sample: per sample in the '
                             'DataLoader (the official way); same distributions (torch, numpy: old names)')
     group = parser.add_argument_group('optimisation')

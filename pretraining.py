@@ -12,18 +12,14 @@ import augment
 import distributed
 from dataset import PRESETS, SkeletonDataset, loader
 from model import LSTMEncoder, MomentumContrast
-from options import milestones, view_chain
 from runs import CheckpointError, MetricsLog, RunError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
-from training import TrainingDiverged, adjust_learning_rate, make_optimizer, means, train_one_epoch
+from training import TrainingDiverged, adjust_learning_rate, make_optimizer, means, milestones, train_one_epoch
 
 RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
 # Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
 MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
               'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
               'eval_split', 'val_seed', 'val_group', 'readout', 'recon_weight', 'recon_consistency', 'two_stream')
-BEFORE_RECIPES = dict(preprocess='none', rnn='lstm', bidirectional=False, motion=False, head_dim=0, eval_split='test',
-                      val_seed=1, val_group=None, readout='mean', recon_weight=0.0,
-                      recon_consistency=0.0, two_stream=False)  # what checkpoints written before these options existed used
 
 
 def non_finite(state):
@@ -69,7 +65,7 @@ class Views:
 
     def __init__(self, opts, device):
         self.device, self.per_sample = device, opts.aug_backend == 'sample'
-        self.views = augment.TwoViews(*(augment.build_transform(view_chain(opts, a), opts.selected_frames)
+        self.views = augment.TwoViews(*(augment.build_transform(augment.view_chain(opts.input_chain, a), opts.selected_frames)
                                         for a in (opts.aug1, opts.aug2)))
         self.input = augment.build_transform(opts.input_chain, opts.selected_frames)
         self.generator = torch.Generator(device)
@@ -141,7 +137,7 @@ def restore(opts, out, model, optimizer, scaler, log):
     if ckpt is None:
         return 1, 0
     differ = [f"{k} {ckpt['args'].get(k)!r} (checkpoint) vs {getattr(opts, k)!r} (this run)" for k in MUST_MATCH
-              if ckpt['args'].get(k, BEFORE_RECIPES.get(k)) != getattr(opts, k)]
+              if ckpt['args'].get(k) != getattr(opts, k)]
     if differ:
         raise CheckpointError(f"{path}: cannot resume this run, the options differ: {'; '.join(differ)}")
     bad = non_finite(ckpt['model'])

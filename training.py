@@ -8,12 +8,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from options import milestones
 from runs import RunError
 
 
 class TrainingDiverged(RunError):
     """The loss became NaN or inf."""
+
+
+def milestones(text):
+    """'30,70' -> [30, 70] ('' -> [])."""
+    return [int(e) for e in str(text).split(',') if e.strip()]
 
 
 def adjust_learning_rate(optimizer, epoch, base_lr, decay_epochs, rate):

@@ -24,7 +24,7 @@ import options  # noqa: E402
 import preprocess  # noqa: E402
 from data import DataError  # noqa: E402
 from dataset import PRESETS, load_split  # noqa: E402
-from options import natural_int, positive_int, view_chain  # noqa: E402
+from options import natural_int, positive_int  # noqa: E402
 from runs import cli  # noqa: E402
 
 BONES = {  # 0-based joint pairs per layout (joints: count)
@@ -112,7 +112,7 @@ def main(opts):
     x = preprocess.preprocess_split(x, opts.preprocess, PRESETS[opts.dataset], opts.selected_frames)
     g = torch.Generator().manual_seed(opts.seed)
     rows = [stored] + [augment.build_transform(chain, opts.selected_frames)(torch.from_numpy(x), g)
-                       for chain in [opts.input_chain] + [view_chain(opts, opts.aug1)] * opts.views]
+                       for chain in [opts.input_chain] + [augment.view_chain(opts.input_chain, opts.aug1)] * opts.views]
     rows = [rows[0][0].numpy()] + [side_by_side(row[0].numpy()) for row in rows[1:]]
     titles = ['input', 'encoder input'] + [f'view {i + 1}' for i in range(opts.views)]
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)

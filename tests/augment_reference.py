@@ -44,19 +44,17 @@ def gaussian_noise(x, rng, std=0.05):
     return x + rng.normal(0, std, size=x.shape).astype(np.float32)
 
 
-def gaussian_blur(x, rng, sigma=(0.1, 2.0), p=0.5, taps=15, normalize=False):
+def gaussian_blur(x, rng, sigma=(0.1, 2.0), p=0.5, taps=15):
     """With probability p, convolve each joint trajectory along time ('gausFilter').
 
     Kernel w_k = exp(-k^2 / 2 sigma^2), k = -7..7, sigma ~ U(sigma); the official kernel is not
-    normalised (gain up to ~5); `normalize=True` divides by its sum.
+    normalised (gain up to ~5).
     """
     s = rng.uniform(*sigma)
     if rng.random() >= p:
         return x
     k = np.arange(taps) - taps // 2
     w = np.exp(-k ** 2 / (2 * s ** 2))
-    if normalize:
-        w = w / w.sum()
     padded = np.pad(x, ((0, 0), (taps // 2, taps // 2), (0, 0), (0, 0)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, taps, axis=1)  # (C, T, V, M, taps); w is symmetric
     return (windows @ w).astype(np.float32)

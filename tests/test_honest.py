@@ -138,7 +138,7 @@ def test_strong_recipe_resolves_and_command_line_wins():
     args = pretrain.parse_option(['--recipe', 'strong', '--dataset', 'ucla', '--nce_t', '0.2'])
     for key, value in STRONG.items():
         assert getattr(args, key) == (0.2 if key == 'nce_t' else value), key
-    assert pretrain.parse_option(['--corrected']).l2norm and pretrain.parse_option(['--corrected']).recipe == 'corrected'
+    assert pretrain.parse_option(['--recipe', 'corrected']).l2norm
 
 
 def test_body_normalisation_axes_scale_and_padding(data_root, cache_dir):

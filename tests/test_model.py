@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dataset import PRESETS
 from model import LSTMEncoder, MomentumContrast, length_groups, reconstruction_loss
-from options import milestones
+from training import milestones
 from training import adjust_learning_rate, train_one_epoch
 
 

@@ -214,7 +214,7 @@ def test_checkpoint_lacking_resume_fields(checkpoint, data_root, tmp_path, capsy
 
 @pytest.mark.parametrize('extra, expected', [
     (['--fold', '1'], 'fold 0 (checkpoint) vs 1'), (['--seed', '2'], 'seed 1 (checkpoint) vs 2'),
-    (['--selected_frames', '30'], 'selected_frames'), (['--corrected'], 'l2norm'),
+    (['--selected_frames', '30'], 'selected_frames'), (['--recipe', 'corrected'], 'l2norm'),
     (['--dataset', 'ucla'], 'dataset'),
 ])
 def test_resume_refuses_other_options(checkpoint, data_root, tmp_path, capsys, extra, expected):

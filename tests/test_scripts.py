@@ -24,7 +24,7 @@ def test_command_line_beats_presets():
         ('sbu', 128, 2, 40, 200, 0)
     args = pretrain.parse_option(['--dataset', 'ucla', '--hidden_units', '64', '--nce_k', '100', '--test_view', '3'])
     assert (args.hidden_units, args.lstm_layer, args.selected_frames, args.nce_k, args.test_view) == (64, 1, 60, 100, 3)
-    args = pretrain.parse_option(['--dataset', 'ntu60_xsub', '--corrected'])
+    args = pretrain.parse_option(['--dataset', 'ntu60_xsub', '--recipe', 'corrected'])
     assert args.nce_k == 16384 and args.lr_decay_epochs == '30,70' and args.l2norm and args.select == 'last'
 
 
@@ -56,13 +56,13 @@ def test_pretrain_writes_checkpoints_and_results(pretrained):
 def test_lineval_accepts_checkpoint(pretrained, data_root, tmp_path, mode, extra):
     out, _ = pretrained
     args = linEval.parse_option_lin_eval(['--mode', mode, '--model_path', str(out / 'ckpt_epoch_2.pth'),
-                                          '--data_root', str(data_root), '--epochs', '2', '--out_dir',
-                                          str(tmp_path), '--quiet'] + extra)
+                                          '--data_root', str(data_root), '--epochs' if mode == 'semi' else '--lin_epochs',
+                                          '2', '--out_dir', str(tmp_path), '--quiet'] + extra)
     result = linEval.main(args)
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert RESULT_KEYS <= set(saved) and saved['mode'] == mode and saved['top1'] == result['top1']
     assert json.loads((tmp_path / 'args.json').read_text())['hidden_units'] == 128
-    assert len(saved.get('history', [])) == (0 if mode == 'knn' else 2)  # --epochs 2: old name of --lin_epochs
+    assert len(saved.get('history', [])) == (0 if mode == 'knn' else 2)
     if mode == 'semi':
         assert saved['labelled'] == 8 * int(float(extra[1]) * 227 / 8)
         assert 'nan' not in (tmp_path / 'log.txt').read_text()  # no NaN loss or accuracy in either stage
@@ -95,7 +95,7 @@ def test_peer_ingredients_run_in_every_mode(data_root, tmp_path):
     encoder = load_encoder(load_checkpoint(result['model_path']), result['model_path'])
     assert encoder.two_stream and encoder.out_dim == 64 and encoder.pooling == 'final'
     for mode in ('knn', 'raw', 'supervise'):
-        argv = ['--mode', mode, *common, '--out_dir', str(tmp_path / mode), '--epochs', '1']
+        argv = ['--mode', mode, *common, '--out_dir', str(tmp_path / mode), *(['--epochs', '1'] if mode == 'supervise' else [])]
         argv += ['--model_path', result['model_path']] if mode == 'knn' else ingredients
         assert linEval.main(linEval.parse_option_lin_eval(argv))['top1'] > 100 / 8  # above chance on SBU
 
@@ -228,7 +228,7 @@ def test_evaluation_keeps_the_checkpoints_data_choices(data_root, tmp_path):
     opts = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'ckpt_epoch_1.pth')])
     assert opts.sbu_true_depth is True and opts.masked_mean is True and opts.semi_stage2 == 'full'
     assert load_encoder(load_checkpoint(opts.model_path), opts.model_path).pooling == 'masked_mean'
-    corrected = pretrain.parse_option(['--corrected', '--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
+    corrected = pretrain.parse_option(['--recipe', 'corrected', '--data_root', str(data_root), '--epochs', '1', '--lin_epochs', '1',
                                        '--out_dir', str(tmp_path / 'corrected'), '--quiet', '--no_plots', '--no_probes'])
     pretrain.main(corrected)
     opts = linEval.parse_option_lin_eval(['--mode', 'semi', '--model_path', str(tmp_path / 'corrected' / 'last.pth')])
@@ -240,7 +240,7 @@ def test_semi_keeps_one_labelled_sample_per_class_at_the_default_rate():
     assert np.bincount(labels[evaluation.semi_subset(labels, 0.01, 8, 'first', 0)]).tolist() == [1] * 8
 
 
-def test_lineval_remembers_the_checkpoint_from_another_directory(pretrained, tmp_path, monkeypatch):
+def test_lineval_remembers_the_checkpoint_from_another_directory(pretrained, tmp_path, monkeypatch, capsys):
     out, _ = pretrained
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv('ASCAL_DATA_ROOT', raising=False)
@@ -252,11 +252,9 @@ def test_lineval_remembers_the_checkpoint_from_another_directory(pretrained, tmp
     assert result['seed'] == 5 and result['options']['lin_epochs'] == 2 and len(result['history']) == 2
     log = (tmp_path / 'eval' / 'log.txt').read_text()
     assert f"data_root={saved['data_root']}" in log and 'fold=0' in log
-    args = linEval.parse_option_lin_eval(['--mode', 'eval', '--model_path', str(out / 'ckpt_epoch_2.pth'),
-                                          '--epochs', '3', '--out_dir', 'old', '--quiet', '--no_plots'])
-    result = linEval.main(args)
-    assert result['seed'] == saved['seed'] and len(result['history']) == 3
-    assert '--epochs is deprecated in --mode eval: use --lin_epochs' in (tmp_path / 'old' / 'log.txt').read_text()
+    with pytest.raises(SystemExit):  # the pretraining schedule's name trains nothing here: refused, naming the right one
+        linEval.parse_option_lin_eval(['--mode', 'eval', '--model_path', str(out / 'ckpt_epoch_2.pth'), '--epochs', '3'])
+    assert '--epochs trains nothing in --mode eval; the linear stage takes --lin_epochs' in capsys.readouterr().err
 
 
 def test_threads_and_provenance_are_recorded(pretrained):
