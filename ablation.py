@@ -47,7 +47,7 @@ from pathlib import Path
 
 import experiments
 from dataset import DATA_ROOT
-from experiments import PRETRAIN, Run, load, markdown, mean_std
+from experiments import PRETRAIN, Command, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SCALE, SCREEN
 from runs import available_cpus, cli
@@ -85,7 +85,7 @@ SEMI_STUDY = [('base', 'official schedule: SGD lr 0.01, 15 epochs', ()),
 def semi_plan(data_root):
     """Per validation view: the rotation lever's pretraining run, then each fine-tuning schedule on its checkpoint."""
     pretraining = [job[0] for job in plan([LEVERS[1]], 'ucla_view3', [1], data_root) if job[0].script == PRETRAIN]
-    return [[run] + [Run(f'semi/{key}-val{g}-seed1', 'linEval.py', ('--mode', 'semi', '--semi_rate', '0.1', '--model_path',
+    return [[run] + [Command(f'semi/{key}-val{g}-seed1', 'linEval.py', ('--mode', 'semi', '--semi_rate', '0.1', '--model_path',
                                                                     '{model_path}', *extra), 'semi')
                      for key, _, extra in SEMI_STUDY] for g, run in enumerate(pretraining)]
 
@@ -120,17 +120,17 @@ def plan(rows, protocol, seeds, data_root, floors=False):
         for split_args, split in splits:
             common = [*split_args, '--eval_split', 'validation', '--data_root', data_root]
             for seed in seeds:
-                jobs.append([Run(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
+                jobs.append([Command(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
                                  tuple(common + ['--recipe', BASE, *to_argv(options), '--seed', str(seed)]), f'{protocol}/learned')])
                 argv, init = init_argv(options)
                 if floors and (init, split, seed) not in seen:
                     seen.add((init, split, seed))
-                    jobs.append([Run(f'{protocol}/{init}-{split}-seed{seed}', PRETRAIN,
+                    jobs.append([Command(f'{protocol}/{init}-{split}-seed{seed}', PRETRAIN,
                                      tuple(common + argv + ['--seed', str(seed)]), f'{protocol}/init')])
             argv, raw = raw_argv(options)
             if (raw, split) not in seen:
                 seen.add((raw, split))
-                jobs.append([Run(f'{protocol}/{raw}-{split}', 'linEval.py', tuple(common + argv), f'{protocol}/raw')])
+                jobs.append([Command(f'{protocol}/{raw}-{split}', 'linEval.py', tuple(common + argv), f'{protocol}/raw')])
     return jobs
 
 
@@ -312,10 +312,10 @@ def scale_plan(ids, seeds, rows, data_root, floors=True):
             common = ['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g), '--eval_split', 'validation',
                       '--data_root', data_root, *argv]
             for seed in seeds:
-                jobs.append([Run(f'scale/{row}-val{g}-seed{seed}', PRETRAIN, tuple(common + schedule + ['--seed', str(seed)]),
+                jobs.append([Command(f'scale/{row}-val{g}-seed{seed}', PRETRAIN, tuple(common + schedule + ['--seed', str(seed)]),
                                  f'scale/{row}')])
                 if floors:
-                    jobs.append([Run(f'scale/init-{row}-val{g}-seed{seed}', PRETRAIN,
+                    jobs.append([Command(f'scale/init-{row}-val{g}-seed{seed}', PRETRAIN,
                                      tuple(common + ['--epochs', '0', '--seed', str(seed)]), f'scale/init-{row}')])
     return jobs
 
@@ -475,7 +475,7 @@ def nested_table(out, seeds):
     return markdown(lines), everything
 
 
-def summarise(out, seeds):
+def write_ablation_readme(out, seeds):
     """results/ablation/README.md: the multi-seed screening, the SBU nested selection between strong1
     and its choice, the earlier one-seed rounds, and (post hoc) validation against the test."""
     out = Path(out)
@@ -560,7 +560,7 @@ def main(argv=None):
         run(ROWS, 'ucla_view3')
         finalists = set(ucla_ranking(args.out)[:args.finalists]) | {BASE} | {n for n, _ in REFERENCES}
         run([(n, o) for n, o in ROWS if n in finalists], 'sbu')
-    print(summarise(args.out, args.seeds))
+    print(write_ablation_readme(args.out, args.seeds))
 
 
 if __name__ == '__main__':

@@ -111,13 +111,19 @@ def resample(x, pos, last):
     return take(i0) * (1 - w) + take(i1) * w
 
 
+def real_end(real):
+    """(N, T) bool of the frames that are not all-zero padding -> (N,) the frame after each sequence's
+    last real frame (1 for a sequence with none): what the encoder, the crop and the resampler read."""
+    return torch.where(real.any(1), real.shape[1] - real.flip(1).int().argmax(1), 1)
+
+
 def crop_resize(x, g, min_ratio=0.5):
     """Random temporal window of U(min_ratio, 1) of each sequence's real frames (up to its last frame
     that is not all zero), resized back to that many frames; trailing padding stays padding
     ('cropResize'; not in the official code: AimCLR's valid_crop_resize)."""
     n, _, t = x.shape[:3]
     real = x.ne(0).flatten(3).any(3).any(1)  # (N, T)
-    last = torch.where(real.any(1), t - 1 - real.flip(1).int().argmax(1), 0)[:, None]  # (N, 1)
+    last = real_end(real)[:, None] - 1  # (N, 1)
     span = last.to(x.dtype)
     width = _uniform(x, g, (n, 1), min_ratio, 1) * span
     steps = torch.linspace(0, 1, t, device=x.device, dtype=x.dtype) * ((t - 1) / span.clamp(min=1))

@@ -17,7 +17,7 @@ from dataset import PRESETS, IndexBatches, SkeletonDataset, loader
 from model import EncoderClassifier, FrozenEncoderClassifier, LinearClassifier, with_motion
 from pretraining import build_encoder
 from runs import CheckpointError, RunError, save_checkpoint
-from training import accuracy, fit, summarise
+from training import accuracy, fit, pick_epochs
 
 
 def input_transform(opts):
@@ -80,7 +80,7 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
     """Train a linear classifier on the frozen encoder (docs/official.md §5). The encoder input is
     deterministic, so features are extracted once (`lin_features` 'cache', or passed in as
     `features`); 'recompute' runs the encoder on every batch of every epoch as the official code
-    does, with the same result. Returns summarise() of the history; the classifier after its last
+    does, with the same result. Returns pick_epochs() of the history; the classifier after its last
     epoch goes to `save_path` if given (`linEval.py --head_path` tests it)."""
     classifier = (classifier or LinearClassifier(encoder.out_dim, PRESETS[opts.dataset]['classes'])).to(device)
     batch, seed = opts.lin_batch_size, opts.seed
@@ -99,7 +99,7 @@ def linear_evaluation(encoder, splits, opts, device, log, classifier=None, featu
                      opts.quiet)
     if save_path is not None:
         save_checkpoint(dict(args=vars(opts), model=classifier.state_dict()), save_path)
-    return dict(summarise(history, opts.select), history=history)
+    return dict(pick_epochs(history, opts.select), history=history)
 
 
 @torch.no_grad()
@@ -189,4 +189,4 @@ def run_supervise(splits, opts, device, log, out=None):
                      opts.quiet, opts.optimizer, augmentation, opts.seed)
     if out is not None:
         save_checkpoint(dict(args=vars(opts), model=model.state_dict()), out / 'supervised.pth')
-    return dict(summarise(history, opts.select), history=history)
+    return dict(pick_epochs(history, opts.select), history=history)

@@ -1,6 +1,6 @@
 """One runner for many runs (reproduce.py, ablation.py): jobs -> runs -> recorded JSON -> tables.
 
-A job is a list of runs done in order by one worker; a run is one command line of a script, run
+A job is a list of Commands run in order by one worker; a Command is one command line of a script, run
 as a subprocess exactly as a user would type it. Its results.json (resolved options and
 provenance included: the command as run, commit, machine, versions) is recorded as
 <out>/<name>.json. Recorded runs are skipped (`force` reruns them); a pretraining run is redone
@@ -27,7 +27,7 @@ PRETRAIN = 'pretrain_and_linEval.py'
 
 
 @dataclass(frozen=True)
-class Run:
+class Command:
     name: str    # record path below the output folder, without .json
     script: str  # pretrain_and_linEval.py or linEval.py
     argv: tuple  # '{model_path}' stands for the checkpoint of the job's pretraining run

@@ -12,7 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-POOLINGS = ('mean', 'masked_mean', 'last', 'sum', 'final')
+from augment import real_end
+
+POOLINGS = ('mean', 'masked_mean', 'final')  # 'final': --readout last
 # Overheads per RNN step and per RNN call in `length_groups`, in sequence-frames (CPU; bench/grouping.py).
 STEP_COST, CALL_COST = 2.0, 60.0
 
@@ -31,7 +33,7 @@ class LSTMEncoder(nn.Module):
     and the two streams' pooled outputs are concatenated: late fusion).
     Output (N, out_dim), out_dim = hidden_size (x2 if bidirectional, x2 if two_stream): `mean` of all T outputs
     (official, padded frames included), `masked_mean` (only frames that are not all-zero padding),
-    `last` (the output at frame T-1), `sum`, or `final`: the final state of each direction over the
+    or `final` (`--readout last`): the final state of each direction over the
     real frames, concatenated (forward at the last real frame, backward at the first; Predict &
     Cluster's read-out). Official: unidirectional LSTM, `mean`, no motion. The RNN keeps the official attribute
     name `bi_lstm` so state-dict keys match.
@@ -77,11 +79,7 @@ class LSTMEncoder(nn.Module):
         if self.pooling in ('masked_mean', 'final'):
             return self._over_real_frames(rnn, seq, real)
         out, _ = rnn(seq)  # (T, N, hidden_size x directions)
-        if self.pooling == 'mean':
-            return out.mean(0)
-        if self.pooling == 'sum':
-            return out.sum(0)
-        return out[-1]
+        return out.mean(0)
 
     def _over_real_frames(self, rnn, seq, real):
         """`masked_mean` or `final` read-out (N, out_dim), computed without the padding that cannot matter.
@@ -97,7 +95,7 @@ class LSTMEncoder(nn.Module):
         t = seq.shape[0]
         steps = torch.arange(t, device=seq.device)
         lengths = real.sum(1)
-        end = torch.where(real.any(1), t - real.flip(1).int().argmax(1), 1)  # (N,) up to the last real frame
+        end = real_end(real)  # (N,) up to the last real frame
         if self.bidirectional:
             groups = length_groups(end.tolist())
         else:

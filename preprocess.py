@@ -25,8 +25,7 @@ from data import PLAUSIBLE, check_values
 def valid_lengths(data):
     """(N, C, T, V, M) -> (N,) frames up to the last frame with any non-zero value (at least 1)."""
     real = np.abs(data).reshape(*data.shape[:3], -1).max(axis=(1, 3)) > 0  # (N, T)
-    last = data.shape[2] - np.argmax(real[:, ::-1], axis=1)
-    return np.where(real.any(1), last, 1)
+    return augment.real_end(torch.from_numpy(real)).numpy()
 
 
 def body_axes(first, body_joints):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import experiments
 from dataset import DATA_ROOT
-from experiments import PRETRAIN, Run, load, markdown, mean_std
+from experiments import PRETRAIN, Command, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
 from recipes import LEVERS, RECIPES, SBU_NESTED, STRONG2_SBU
 from runs import available_cpus, cli
@@ -79,18 +79,18 @@ def plan(args):
                     name, kind = f'{protocol}/{config}/{split}-seed{seed}-', f'{protocol}/{config}/'
                     wanted = [e for e in args.evaluations or COVERED.get(config, EVALUATIONS)
                               if (e != 'raw' or seed == args.seeds[0]) and (config != 'nested' or e in ('linear', 'raw'))]
-                    job = [Run(name + 'linear', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'linear') + (
+                    job = [Command(name + 'linear', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'linear') + (
                         QUICK['linear'] if args.quick else [])), kind + 'linear')] if set(wanted) & {'linear', *SEMI} else []
                     for evaluation in (e for e in wanted if e != 'linear'):
                         if evaluation == 'init':
-                            job.append(Run(name + 'init', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'init')
+                            job.append(Command(name + 'init', PRETRAIN, tuple(base + recipe_argv(config, split_args, 'init')
                                                                           + ['--epochs', '0'] + (QUICK['init'] if args.quick else [])), kind + 'init'))
                             continue
                         mode = 'semi' if evaluation in SEMI else evaluation
                         argv = ['--mode', mode, *base, *recipe_argv(config, split_args, evaluation)] + (
                             ['--model_path', '{model_path}', '--semi_rate', str(int(evaluation[4:]) / 100)]
                             if mode == 'semi' else []) + (QUICK[mode] if args.quick else [])
-                        job.append(Run(name + evaluation, 'linEval.py', tuple(argv), kind + evaluation))
+                        job.append(Command(name + evaluation, 'linEval.py', tuple(argv), kind + evaluation))
                     jobs.append(job)
     return jobs
 
@@ -164,7 +164,7 @@ HEADLINE = ['protocol', 'recipe', 'SGD last epoch', 'L-BFGS probe', '1-NN', 'KNN
             'supervised (last epoch)']
 
 
-def summarise(out, readme=None, seeds=(1, 2, 3), quick=False, evaluations=None):
+def write_results_readme(out, readme=None, seeds=(1, 2, 3), quick=False, evaluations=None):
     """Write <out>/README.md: mean ± std over seeds (SBU: of each seed's 5-fold mean), the margin of
     the learned features over the raw-input floor of the same input, and the SBU folds; and the
     headline table between the markers of `readme`. A row whose runs are not all recorded (every
@@ -259,7 +259,7 @@ def main(argv=None):
         experiments.run_all(plan(args), args.out, args.runs, args.jobs,
                             args.threads or max(1, available_cpus() // args.jobs), args.force)
     committed = Path(args.out).resolve() == experiments.ROOT / 'results'
-    print(summarise(args.out, experiments.ROOT / 'README.md' if committed else None, args.seeds, args.quick,
+    print(write_results_readme(args.out, experiments.ROOT / 'README.md' if committed else None, args.seeds, args.quick,
                     args.evaluations))
 
 

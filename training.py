@@ -127,7 +127,7 @@ def fit(model, params, train, val, schedule, device, log, name, quiet=False, opt
     return history, best_state
 
 
-def summarise(history, select):
+def pick_epochs(history, select):
     """Best-over-epochs (official, selects on the test set) and last-epoch accuracies."""
     best = max(history, key=lambda h: h['top1'])
     last = history[-1]

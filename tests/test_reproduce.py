@@ -212,9 +212,9 @@ def test_deleting_any_result_json_makes_the_table_say_so(tmp_path):
     for path in records[::max(1, len(records) // 12)]:  # a dozen files across protocols, recipes and evaluations
         path.rename(path.with_suffix('.gone'))
         name = str(path.relative_to(out))
-        assert f'`{name}`' in reproduce.summarise(out), name
+        assert f'`{name}`' in reproduce.write_results_readme(out), name
         path.with_suffix('.gone').rename(path)
-    assert 'Incomplete rows' not in reproduce.summarise(out)
+    assert 'Incomplete rows' not in reproduce.write_results_readme(out)
 
 
 def test_readme_reproduce_command_in_a_fresh_clone_rewrites_nothing(tmp_path):
@@ -238,17 +238,17 @@ def test_committed_summaries_regenerate_byte_for_byte_and_name_a_deleted_ablatio
     root = reproduce.experiments.ROOT
     out = tmp_path / 'results'
     shutil.copytree(root / 'results', out)
-    reproduce.summarise(out)
-    ablation.summarise(out / 'ablation', [1, 2, 3])
+    reproduce.write_results_readme(out)
+    ablation.write_ablation_readme(out / 'ablation', [1, 2, 3])
     for path in ('README.md', 'ablation/README.md'):
         assert (out / path).read_text() == (root / 'results' / path).read_text(), path
     assert ablation.ucla_ranking(out / 'ablation')[0] == ablation.LEVERS[1][0]  # the round that chose strong
     def strong1_runs(text):
         return int(next(line for line in text.splitlines() if line.startswith('| strong1 | ')).split(' | ')[1].split()[0])
-    before = strong1_runs(ablation.summarise(out / 'ablation', [1, 2, 3]))
+    before = strong1_runs(ablation.write_ablation_readme(out / 'ablation', [1, 2, 3]))
     for name in ('ucla_view3/queue-128-val1-seed1.json', 'sbu/bidirectional-gru-fold3-val0-seed1.json',
                  'semi/adam-val0-seed1.json', 'ucla_view3/strong1-val0-seed1.json'):
         (out / 'ablation' / name).unlink()
-    text = ablation.summarise(out / 'ablation', [1, 2, 3])
+    text = ablation.write_ablation_readme(out / 'ablation', [1, 2, 3])
     assert text.count('(runs missing: ') == 3 and '| Adam lr 1e-3 | missing |' in text  # queue, GRU, strong1
     assert strong1_runs(text) == before - 1
