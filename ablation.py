@@ -49,17 +49,27 @@ import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Command, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
-from recipes import LEVERS, RECIPES, SCALE, SCREEN
+from recipes import LABELS, LEVERS, RECIPES, SCALE, SCREEN
 from runs import available_cpus, cli
 
-BASE = SCREEN[0][0]  # 'strong1': every row is options added to this recipe
+BASE = 'strong1'  # every row is options added to this recipe
+# Rows are (id, options): records are named by the id, tables show the row's label (recipes.LABELS).
+SCREEN_ROWS, LEVER_ROWS = list(SCREEN.items()), list(LEVERS.items())
 SBU_INNER = range(2)  # inner validation folds of each SBU test fold: the first two of its four training folds
 # Recipes that also have test numbers (results/): does the validation rank them as the test does?
-REFERENCES = [('faithful recipe', dict(recipe='faithful')), ('corrected recipe', dict(recipe='corrected'))]
-ROWS = REFERENCES + LEVERS
+REFERENCES = [('faithful', dict(recipe='faithful')), ('corrected', dict(recipe='corrected'))]
+ROWS = REFERENCES + LEVER_ROWS
+
+
+def label(row):
+    """A row id's words in the tables; a combination of kept rows ('chosen-<id>_<id>...') names each."""
+    if row.startswith('chosen-'):
+        return 'chosen: ' + ' & '.join(LABELS[part] for part in row[len('chosen-'):].split('_'))
+    return LABELS.get(row, row)
 
 
 def slug(name):
+    """Options as text -> a record name (the raw and random-init floors are named by their options)."""
     return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-').replace('--', '-')
 
 
@@ -84,7 +94,7 @@ SEMI_STUDY = [('base', 'official schedule: SGD lr 0.01, 15 epochs', ()),
 
 def semi_plan(data_root):
     """Per validation view: the rotation lever's pretraining run, then each fine-tuning schedule on its checkpoint."""
-    pretraining = [job[0] for job in plan([LEVERS[1]], 'ucla_view3', [1], data_root) if job[0].script == PRETRAIN]
+    pretraining = [job[0] for job in plan([('rotation', LEVERS['rotation'])], 'ucla_view3', [1], data_root) if job[0].script == PRETRAIN]
     return [[run] + [Command(f'semi/{key}-val{g}-seed1', 'linEval.py', ('--mode', 'semi', '--semi_rate', '0.1', '--model_path',
                                                                     '{model_path}', *extra), 'semi')
                      for key, _, extra in SEMI_STUDY] for g, run in enumerate(pretraining)]
@@ -120,7 +130,7 @@ def plan(rows, protocol, seeds, data_root, floors=False):
         for split_args, split in splits:
             common = [*split_args, '--eval_split', 'validation', '--data_root', data_root]
             for seed in seeds:
-                jobs.append([Command(f'{protocol}/{slug(name)}-{split}-seed{seed}', PRETRAIN,
+                jobs.append([Command(f'{protocol}/{name}-{split}-seed{seed}', PRETRAIN,
                                  tuple(common + ['--recipe', BASE, *to_argv(options), '--seed', str(seed)]), f'{protocol}/learned')])
                 argv, init = init_argv(options)
                 if floors and (init, split, seed) not in seen:
@@ -141,19 +151,19 @@ def criterion(record):
 def records(out, protocol, name, options, split='', seed=1):
     """(learned runs of `seed` ('*': every seed), raw runs) of one row recorded in out, optionally of
     one split prefix. The one-seed rounds read seed 1 alone."""
-    learned = [load(p) for p in sorted(Path(out, protocol).glob(f'{slug(name)}-{split}*seed{seed}.json'))]
+    learned = [r for key, r in runs_of(out, protocol, name, split).items() if seed == '*' or key.endswith(f'seed{seed}')]
     raw = [load(p) for p in sorted(Path(out, protocol).glob(f'{raw_argv(options)[1]}-{split}*.json'))]
     return learned, raw
 
 
 def ucla_ranking(out):
     """Levers with N-UCLA cross-view records, best criterion first."""
-    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVERS
+    scored = [(statistics.mean(map(criterion, runs)), name) for name, options in LEVER_ROWS
               if (runs := records(out, 'ucla_view3', name, options)[0])]
     return [name for _, name in sorted(scored, reverse=True)]
 
 
-def nested_choice(out, fold, rows=LEVERS, seed=1):
+def nested_choice(out, fold, rows=LEVER_ROWS, seed=1):
     """The row chosen for SBU test fold `fold`: best mean criterion over its inner validation runs
     (records of `--fold fold` only: they train and validate on other folds and never use it)."""
     scored = [(statistics.mean(map(criterion, runs)), name) for name, options in rows
@@ -163,12 +173,12 @@ def nested_choice(out, fold, rows=LEVERS, seed=1):
 
 def nested_rows(out, seeds):
     """The SBU nested selection's candidates: strong1 and the N-UCLA screening's choice."""
-    return [SCREEN[0]] + [row for row in [recipe_choice(out, seeds)] if row]
+    return [SCREEN_ROWS[0]] + [row for row in [recipe_choice(out, seeds)] if row]
 
 
 def runs_of(out, protocol, stem, split=''):
     """{'<split>-seed<s>': record} of the runs recorded as <stem>-<split>-seed<s> (a row's learned runs:
-    stem slug(name); its random-init floors: init_argv's name), optionally of one split prefix."""
+    stem: the row's id; its random-init floors: init_argv's name), optionally of one split prefix."""
     pattern = re.compile(re.escape(f'{stem}-{split}') + r'(fold\d-)?(val\d-)?seed\d+')
     return {p.stem[len(stem) + 1:]: load(p) for p in sorted(Path(out, protocol).glob(f'{stem}-*.json'))
             if pattern.fullmatch(p.stem)}
@@ -187,15 +197,15 @@ def clears_noise(diffs, expected):
 def screen_choice(out, seeds):
     """strong1's options plus those of every screened row that clears its noise (SCREEN order): the
     recipe the multi-seed N-UCLA screening chooses, and the names of the rows it takes."""
-    base = runs_of(out, 'ucla_view3', slug(BASE))
-    kept = [(name, options) for name, options in SCREEN[1:]
-            if clears_noise(paired(runs_of(out, 'ucla_view3', slug(name)), base), 2 * len(seeds))]
+    base = runs_of(out, 'ucla_view3', BASE)
+    kept = [(name, options) for name, options in SCREEN_ROWS[1:]
+            if clears_noise(paired(runs_of(out, 'ucla_view3', name), base), 2 * len(seeds))]
     return {k: v for _, options in kept for k, v in options.items()}, [name for name, _ in kept]
 
 
 def waiting_rows(out, seeds):
     """The screened rows whose runs are not all recorded."""
-    return [name for name, _ in SCREEN if len(runs_of(out, 'ucla_view3', slug(name))) < 2 * len(seeds)]
+    return [name for name, _ in SCREEN_ROWS if len(runs_of(out, 'ucla_view3', name)) < 2 * len(seeds)]
 
 
 def recipe_choice(out, seeds):
@@ -205,37 +215,37 @@ def recipe_choice(out, seeds):
     chosen, kept = screen_choice(out, seeds)
     if not kept or waiting_rows(out, seeds):
         return None
-    base = runs_of(out, 'ucla_view3', slug(BASE))
+    base = runs_of(out, 'ucla_view3', BASE)
     rows = screen_rows(out, seeds)
-    diffs = {name: paired(runs_of(out, 'ucla_view3', slug(name)), base) for name, _ in rows}
+    diffs = {name: paired(runs_of(out, 'ucla_view3', name), base) for name, _ in rows}
     together = next(row for row in rows if row[1] == chosen)
     if clears_noise(diffs[together[0]], 2 * len(seeds)):
         return together
     if len(diffs[together[0]]) < 2 * len(seeds):
         return None
-    return max((row for row in SCREEN if row[0] in kept), key=lambda row: statistics.mean(diffs[row[0]]))
+    return max((row for row in SCREEN_ROWS if row[0] in kept), key=lambda row: statistics.mean(diffs[row[0]]))
 
 
 def screen_verdict(out, seeds):
     """The screening's choice in words, or what it still waits for."""
     if (waiting := waiting_rows(out, seeds)):
-        return f"none yet: {len(waiting)} of the {len(SCREEN)} rows lack runs ({'; '.join(waiting)})"
+        return f"none yet: {len(waiting)} of the {len(SCREEN)} rows lack runs ({'; '.join(map(label, waiting))})"
     kept, choice = screen_choice(out, seeds)[1], recipe_choice(out, seeds)
     if not kept:
         return f'{BASE} (no change cleared its noise)'
     if choice is None:
         return 'none yet: the kept rows together lack runs'
     together = choice[0] not in kept or len(kept) == 1
-    return f'"{choice[0]}"' + ('' if together else ' alone (the kept rows together did not clear their noise)')
+    return f'"{label(choice[0])}"' + ('' if together else ' alone (the kept rows together did not clear their noise)')
 
 
 def screen_rows(out, seeds):
     """The screened rows, plus (once they are all recorded) the combination of the kept ones where it
     is no screened row itself."""
     chosen, kept = screen_choice(out, seeds)
-    rows = list(SCREEN)
-    if len(kept) > 1 and not waiting_rows(out, seeds) and all(chosen != options for _, options in SCREEN):
-        rows.append(('chosen: ' + ' & '.join(kept), chosen))
+    rows = list(SCREEN_ROWS)
+    if len(kept) > 1 and not waiting_rows(out, seeds) and all(chosen != options for _, options in SCREEN_ROWS):
+        rows.append(('chosen-' + '_'.join(kept), chosen))
     return rows
 
 
@@ -243,12 +253,12 @@ def screen_table(out, seeds):
     """Markdown rows of the multi-seed screening: each row's validation mean ± sd, its paired
     difference to strong1 and whether that clears the noise, and its raw and random-init floors."""
     expected = 2 * len(seeds)
-    base = runs_of(out, 'ucla_view3', slug(BASE))
+    base = runs_of(out, 'ucla_view3', BASE)
     header = ['row', 'runs', 'L-BFGS', 'KNN', 'criterion', 'paired difference to strong1', 'verdict',
               'raw criterion', 'random-init criterion', 'learned − random-init']
     lines, everything = [header], []
     for name, options in screen_rows(out, seeds):
-        runs = runs_of(out, 'ucla_view3', slug(name))
+        runs = runs_of(out, 'ucla_view3', name)
         raw = records(out, 'ucla_view3', name, options)[1]
         init = list(runs_of(out, 'ucla_view3', init_argv(options)[1]).values())
         everything += list(runs.values()) + raw + init
@@ -258,7 +268,7 @@ def screen_table(out, seeds):
         learned = list(map(criterion, runs.values()))
         floor = list(map(criterion, init))
         margin = (statistics.mean(learned) - statistics.mean(floor)) if learned and floor else None
-        lines.append([name, f'{len(runs)} of {expected}', mean_std([r['probe_top1'] for r in runs.values()], 1),
+        lines.append([label(name), f'{len(runs)} of {expected}', mean_std([r['probe_top1'] for r in runs.values()], 1),
                       mean_std([r['knn_selected_top1'] for r in runs.values()], 1), mean_std(learned, 1),
                       mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict,
                       mean_std(list(map(criterion, raw)), 1), mean_std(floor, 1),
@@ -442,7 +452,7 @@ def agreement(out, results):
     lines, verdicts = [], []
     for protocol in ('ucla_view3', 'sbu'):
         pairs = []
-        for name, options in REFERENCES + LEVERS[:2]:  # strong1 and the lever that made strong
+        for name, options in REFERENCES + LEVER_ROWS[:2]:  # strong1 and the lever that made strong
             valid = records(out, protocol, name, options)[0]
             recipe = options.get('recipe', 'strong' if options else 'strong1')
             test = [load(p) for p in Path(results, protocol, recipe).glob('*-linear.json')]
@@ -462,7 +472,7 @@ def nested_table(out, seeds):
     """Markdown rows of the new SBU nested selection: per test fold, each candidate's inner criterion
     and the choice."""
     rows = nested_rows(out, seeds)
-    header = ['test fold', *[name for name, _ in rows], 'chosen']
+    header = ['test fold', *[label(name) for name, _ in rows], 'chosen']
     lines, everything = [header], []
     for fold in range(5):
         cells, complete = [str(fold)], True
@@ -471,7 +481,7 @@ def nested_table(out, seeds):
             everything += runs
             complete &= len(runs) == 2 * len(seeds)
             cells.append(mean_std(list(map(criterion, runs)), 1) + f' ({len(runs)} of {2 * len(seeds)})')
-        lines.append(cells + [(nested_choice(out, fold, rows, '*') if complete else 'runs missing') or '–'])
+        lines.append(cells + [label(nested_choice(out, fold, rows, '*') or '–') if complete else 'runs missing'])
     return markdown(lines), everything
 
 
@@ -494,7 +504,7 @@ def write_ablation_readme(out, seeds):
               'raw L-BFGS', 'raw KNN', 'criterion', 'chosen for']
     lines, everything = [header], []
     for name, options in ROWS:
-        cells = [name]
+        cells = [label(name)]
         for protocol in ('ucla_view3', 'sbu'):
             learned, raw = records(out, protocol, name, options)
             raw = raw if learned else []  # a row not run on this protocol shows no floor either
@@ -531,7 +541,7 @@ def main(argv=None):
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--finalists', type=positive_int, default=3,
                         help='rounds: best N-UCLA rows taken to SBU (+ strong1)')
-    parser.add_argument('--rows', nargs='+', default=None, help='only the rows whose names contain one of these')
+    parser.add_argument('--rows', nargs='+', default=None, help='only the rows of these ids')
     parser.add_argument('--data_root', default=DATA_ROOT)
     parser.add_argument('--out', default='results/ablation')
     parser.add_argument('--runs', default='runs/ablation')
@@ -542,11 +552,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def run(rows, protocol, floors=False):
-        rows = [(n, o) for n, o in rows if not args.rows or any(r in n for r in args.rows)]
+        rows = [(n, o) for n, o in rows if not args.rows or n in args.rows]
         experiments.run_all(plan(rows, protocol, args.seeds, args.data_root, floors), args.out, args.runs, args.jobs,
                             args.threads, args.force, keep_history=False)
     if not args.summary and args.stage in ('all', 'screen'):
-        run(SCREEN, 'ucla_view3', floors=True)
+        run(SCREEN_ROWS, 'ucla_view3', floors=True)
         run(screen_rows(args.out, args.seeds), 'ucla_view3', floors=True)  # the kept rows together, if new
     if not args.summary and args.stage in ('all', 'nested'):
         run(nested_rows(args.out, args.seeds), 'sbu')  # the selection needs no floors

@@ -56,7 +56,7 @@ def recipe_argv(config, split_args, evaluation):
         return ['--recipe', STRONG2_SBU[int(split_args[1])]]
     if config != 'nested':
         return ['--recipe', config]
-    lever = LEVERS[SBU_NESTED[int(split_args[1])]][1]
+    lever = LEVERS[SBU_NESTED[int(split_args[1])]]
     return ['--recipe', 'strong1', *to_argv(lever if evaluation != 'raw' else floor_options(lever, 'raw'))]
 
 

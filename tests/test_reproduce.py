@@ -73,15 +73,15 @@ def test_ablation_runs_validate_only_on_training_folds_and_views():
 
 
 def test_nested_sbu_selection_uses_only_the_test_folds_own_inner_runs(tmp_path):
-    (first, _), (second, _) = ablation.LEVERS[:2]
+    first, second = list(ablation.LEVERS)[:2]
     for fold in range(5):
         for g in range(4):
             for name, score in ((first, 70 + fold), (second, 75 - fold)):  # first wins folds 3-4, second 0-2
-                path = tmp_path / 'sbu' / f'{ablation.slug(name)}-fold{fold}-val{g}-seed1.json'
+                path = tmp_path / 'sbu' / f'{name}-fold{fold}-val{g}-seed1.json'
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(dict(probe_top1=score, knn_selected_top1=score)))
     assert [ablation.nested_choice(tmp_path, fold) for fold in range(5)] == [second] * 3 + [first] * 2
-    (tmp_path / 'sbu' / f'{ablation.slug(first)}-fold0-val0-seed1.json').write_text(
+    (tmp_path / 'sbu' / f'{first}-fold0-val0-seed1.json').write_text(
         json.dumps(dict(probe_top1=100, knn_selected_top1=100)))
     assert ablation.nested_choice(tmp_path, 0) == first and ablation.nested_choice(tmp_path, 1) == second
 
@@ -89,7 +89,7 @@ def test_nested_sbu_selection_uses_only_the_test_folds_own_inner_runs(tmp_path):
 def test_nested_row_applies_the_lever_each_fold_chose_from_the_committed_ablation():
     committed = reproduce.experiments.ROOT / 'results' / 'ablation'
     for fold, lever in SBU_NESTED.items():
-        assert ablation.LEVERS[lever][0] == ablation.nested_choice(committed, fold)
+        assert lever == ablation.nested_choice(committed, fold)
     args = argparse.Namespace(protocols=['sbu', 'ucla_view3'], configs=['nested'], seeds=[1], quick=False,
                               evaluations=reproduce.EVALUATIONS, data_root='d')
     runs = [run for job in reproduce.plan(args) for run in job]
@@ -106,37 +106,38 @@ def write_record(path, score):
 
 
 def test_screening_keeps_a_row_only_when_its_paired_difference_clears_the_noise(tmp_path):
-    (base, _), (steady, _), (noisy, _), (partial, _) = ablation.SCREEN[:4]
+    base, steady, noisy, partial = list(ablation.SCREEN)[:4]
     for g in range(2):
         for seed in (1, 2, 3):
             pair = f'val{g}-seed{seed}'
             score = 60 + 3 * g + seed  # views and seeds differ a lot; pairs remove that
-            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(base)}-{pair}.json', score)
-            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(steady)}-{pair}.json', score + 1.0 + 0.1 * seed)
-            write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(noisy)}-{pair}.json', score + (4 if seed == 1 else -1))
+            write_record(tmp_path / 'ucla_view3' / f'{base}-{pair}.json', score)
+            write_record(tmp_path / 'ucla_view3' / f'{steady}-{pair}.json', score + 1.0 + 0.1 * seed)
+            write_record(tmp_path / 'ucla_view3' / f'{noisy}-{pair}.json', score + (4 if seed == 1 else -1))
             if (g, seed) != (1, 3):
-                write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(partial)}-{pair}.json', score + 5)
+                write_record(tmp_path / 'ucla_view3' / f'{partial}-{pair}.json', score + 5)
     chosen, kept = ablation.screen_choice(tmp_path, [1, 2, 3])
-    assert kept == [steady] and chosen == ablation.SCREEN[1][1]
+    assert kept == [steady] and chosen == ablation.SCREEN[steady]
     table, _ = ablation.screen_table(tmp_path, [1, 2, 3])
     verdicts = {row.split(' | ')[0][2:]: row.split(' | ')[6] for row in table.splitlines()[2:]}
-    assert verdicts[base] == 'base' and verdicts[steady] == 'kept' and verdicts[noisy] == 'dropped'
-    assert verdicts[partial] == 'missing 1 of 6 runs'  # never averaged as if complete
+    label = ablation.label
+    assert verdicts[label(base)] == 'base' and verdicts[label(steady)] == 'kept' and verdicts[label(noisy)] == 'dropped'
+    assert verdicts[label(partial)] == 'missing 1 of 6 runs'  # never averaged as if complete
 
 
 def test_the_kept_rows_together_are_the_recipe_only_when_they_clear_their_noise_too(tmp_path):
-    (first, _), (second, _) = ablation.SCREEN[1:3]
+    first, second = list(ablation.SCREEN)[1:3]
     def record_row(name, gain, noise=0.0):
         for g in range(2):
             for seed in (1, 2, 3):
-                write_record(tmp_path / 'ucla_view3' / f'{ablation.slug(name)}-val{g}-seed{seed}.json',
+                write_record(tmp_path / 'ucla_view3' / f'{name}-val{g}-seed{seed}.json',
                              60 + 3 * g + seed + gain + noise * (-1) ** seed)
-    for name, _ in ablation.SCREEN:
+    for name in ablation.SCREEN:
         record_row(name, {first: 1.0, second: 2.0}.get(name, 0.0), 0.1 if name in (first, second) else 0.0)
     assert ablation.recipe_choice(tmp_path, [1, 2, 3]) is None  # the kept rows together have not run
     assert ablation.screen_verdict(tmp_path, [1, 2, 3]) == 'none yet: the kept rows together lack runs'
     together = ablation.screen_rows(tmp_path, [1, 2, 3])[-1]
-    assert together[0] == f'chosen: {first} & {second}' and ablation.nested_rows(tmp_path, [1, 2, 3]) == [ablation.SCREEN[0]]
+    assert together[0] == f'chosen-{first}_{second}' and ablation.nested_rows(tmp_path, [1, 2, 3]) == [ablation.SCREEN_ROWS[0]]
     record_row(together[0], 1.0, 5.0)  # together: noisy, does not clear
     assert ablation.recipe_choice(tmp_path, [1, 2, 3])[0] == second  # the kept row with the larger gain
     assert 'alone' in ablation.screen_verdict(tmp_path, [1, 2, 3])
@@ -186,10 +187,19 @@ def test_scale_study_budget_stages_and_confirmation_on_fresh_seeds(tmp_path, mon
     assert chosen == 'lstm256x2' and all(line.count(' | ') == 14 for line in table.splitlines())
 
 
+def test_rewording_a_rows_label_keeps_its_records(monkeypatch):
+    committed = reproduce.experiments.ROOT / 'results' / 'ablation'
+    monkeypatch.setitem(ablation.LABELS, 'two-streams', 'two streams, reworded')
+    table, _ = ablation.screen_table(committed, [1, 2, 3])
+    row = next(line for line in table.splitlines() if line.startswith('| two streams, reworded | '))
+    assert row.split(' | ')[1] == '6 of 6' and row.split(' | ')[6] == 'kept'  # found by its id, not its words
+    assert ablation.recipe_choice(committed, [1, 2, 3])[0] == 'chosen-view-input_two-streams_rotation_no-head'
+
+
 def test_strong2_is_what_the_committed_screening_chose():
     committed = reproduce.experiments.ROOT / 'results' / 'ablation'
     name, options = ablation.recipe_choice(committed, [1, 2, 3])
-    assert name.startswith('chosen: ') and RECIPES['strong2'] == dict(RECIPES['strong1'], **options)
+    assert name.startswith('chosen-') and RECIPES['strong2'] == dict(RECIPES['strong1'], **options)
 
 
 def test_strong2_on_sbu_is_each_folds_nested_choice_from_the_committed_records():
@@ -242,11 +252,11 @@ def test_committed_summaries_regenerate_byte_for_byte_and_name_a_deleted_ablatio
     ablation.write_ablation_readme(out / 'ablation', [1, 2, 3])
     for path in ('README.md', 'ablation/README.md'):
         assert (out / path).read_text() == (root / 'results' / path).read_text(), path
-    assert ablation.ucla_ranking(out / 'ablation')[0] == ablation.LEVERS[1][0]  # the round that chose strong
+    assert ablation.ucla_ranking(out / 'ablation')[0] == 'rotation'  # the round that chose strong
     def strong1_runs(text):
         return int(next(line for line in text.splitlines() if line.startswith('| strong1 | ')).split(' | ')[1].split()[0])
     before = strong1_runs(ablation.write_ablation_readme(out / 'ablation', [1, 2, 3]))
-    for name in ('ucla_view3/queue-128-val1-seed1.json', 'sbu/bidirectional-gru-fold3-val0-seed1.json',
+    for name in ('ucla_view3/queue128-val1-seed1.json', 'sbu/bigru-fold3-val0-seed1.json',
                  'semi/adam-val0-seed1.json', 'ucla_view3/strong1-val0-seed1.json'):
         (out / 'ablation' / name).unlink()
     text = ablation.write_ablation_readme(out / 'ablation', [1, 2, 3])
