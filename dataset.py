@@ -52,6 +52,11 @@ DATA_ROOT = os.environ.get('ASCAL_DATA_ROOT', 'data')  # --data_root's default e
 UWA3D_TRAIN_VIEWS = ['12', '13', '14', '23', '24', '34']  # fold index -> training views (docs/official.md §1)
 
 
+def frame_size(dataset):
+    """Numbers in one stored frame of a dataset: 3 coordinates x joints x persons (C*V*M)."""
+    return 3 * PRESETS[dataset]['joints'] * PRESETS[dataset]['persons']
+
+
 def data_dir(dataset, data_root):
     """The folder a dataset lives in under data_root; a clear error if it is not there."""
     sub = {'sbu': 'sbu', 'ucla': 'nucla', 'uwa3d': 'uwa3d'}.get(dataset, f'ntu/{dataset}')

@@ -4,7 +4,9 @@ Rao et al., "Augmented Skeleton Based Contrastive Action Learning with Momentum 
 Unsupervised Action Recognition", Information Sciences 569 (2021). Shapes follow docs/official.md §1, §3.
 """
 import copy
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -136,6 +138,45 @@ class LSTMEncoder(nn.Module):
                              functional_call(shell, backward, (flipped,), strict=True)[0].gather(
                                  0, flip.expand(-1, -1, self.hidden_size))], 2)
         return seq
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """Every option that shapes the encoder and the input it reads, under the option's own name, and the
+    size of one input frame (C*V*M). It is made once from the resolved options (`of`) and is the one
+    thing that builds an encoder (`build`), checks that a resume or an evaluation fits a checkpoint,
+    re-creates a checkpoint's input, and defines the floors: the raw-input floor reads `INPUT`, the
+    random-init floor every field. A new encoder option is a new field here and the code that uses it.
+    """
+    frame_size: int
+    hidden_units: int
+    lstm_layer: int
+    rnn: str
+    bidirectional: bool
+    masked_mean: bool
+    readout: str
+    two_stream: bool
+    selected_frames: int
+    preprocess: str
+    motion: bool
+    sbu_true_depth: bool
+    INPUT: ClassVar[tuple] = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
+
+    @classmethod
+    def options(cls):
+        """The option names of the fields (all but frame_size, which the dataset decides)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != 'frame_size')
+
+    @classmethod
+    def of(cls, options, frame_size):
+        """The spec of resolved options (a dict) for frames of `frame_size` numbers."""
+        return cls(frame_size, **{k: options[k] for k in cls.options()})
+
+    def build(self):
+        """A freshly initialised LSTMEncoder of this spec."""
+        pooling = 'final' if self.readout == 'last' else 'masked_mean' if self.masked_mean else 'mean'
+        return LSTMEncoder(self.frame_size, self.hidden_units, self.lstm_layer, pooling, self.rnn, self.bidirectional,
+                           self.motion, self.two_stream)
 
 
 def length_groups(frames, step_cost=STEP_COST, call_cost=CALL_COST):

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import augment
 from dataset import DATA_ROOT, PRESETS
+from model import EncoderSpec
 from recipes import MODE_RECIPES, RECIPES
 from runs import CheckpointError, load_checkpoint
 from training import milestones
 
-# What the encoder's input, and so the raw-input floor, depends on; then the encoder itself.
-INPUT = ('selected_frames', 'preprocess', 'motion', 'sbu_true_depth')
-ENCODER = ('hidden_units', 'lstm_layer', 'masked_mean', 'rnn', 'bidirectional', 'readout', 'two_stream', *INPUT)
+# What the encoder's input, and so the raw-input floor, depends on; then the encoder itself (model.EncoderSpec).
+INPUT, ENCODER = EncoderSpec.INPUT, EncoderSpec.options()
 
 
 def floor_options(options, evaluation):

@@ -2,7 +2,7 @@
 unlabelled training sequence, with exact resume from the checkpoints it writes every epoch.
 
 `pretrain(opts, ...)` runs epochs 1..warmup_epochs+epochs (the official epoch 1 only fills the
-queue); `build_encoder` / `load_encoder` turn resolved options or a checkpoint into the encoder.
+queue); `build_encoder` / `load_encoder` turn resolved options or a checkpoint into the encoder (model.EncoderSpec).
 """
 import time
 
@@ -10,16 +10,15 @@ import torch
 
 import augment
 import distributed
-from dataset import PRESETS, SkeletonDataset, loader
-from model import LSTMEncoder, MomentumContrast
+from dataset import SkeletonDataset, frame_size, loader
+from model import EncoderSpec, MomentumContrast
 from runs import CheckpointError, MetricsLog, RunError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from training import TrainingDiverged, adjust_learning_rate, make_optimizer, means, milestones, train_one_epoch
 
 RESUME_FIELDS = ('epoch', 'step', 'model', 'optimizer', 'scaler', 'rng')
 # Options a resumed run must share with its checkpoint (anything else may change, e.g. --quiet).
-MUST_MATCH = ('dataset', 'hidden_units', 'lstm_layer', 'nce_k', 'fold', 'test_view', 'selected_frames', 'seed',
-              'l2norm', 'masked_mean', 'sbu_true_depth', 'preprocess', 'rnn', 'bidirectional', 'motion', 'head_dim',
-              'eval_split', 'val_seed', 'val_group', 'readout', 'recon_weight', 'recon_consistency', 'two_stream')
+MUST_MATCH = ('dataset', 'nce_k', 'fold', 'test_view', 'seed', 'l2norm', 'head_dim', 'eval_split', 'val_seed', 'val_group',
+              'recon_weight', 'recon_consistency', *EncoderSpec.options())
 
 
 def non_finite(state):
@@ -28,20 +27,16 @@ def non_finite(state):
 
 
 def build_encoder(opts):
-    """The LSTMEncoder of resolved options (a Namespace or a checkpoint's options dict)."""
+    """The encoder of resolved options (a Namespace or a checkpoint's options dict), as initialised."""
     opts = opts if isinstance(opts, dict) else vars(opts)
-    preset = PRESETS[opts['dataset']]
-    pooling = 'final' if opts.get('readout', 'mean') == 'last' else 'masked_mean' if opts.get('masked_mean') else 'mean'
-    if opts.get('two_stream') and not opts.get('motion'):
+    if opts['two_stream'] and not opts['motion']:
         raise RunError("--two_stream needs --motion: its second stream reads the frame differences")
-    return LSTMEncoder(3 * preset['joints'] * preset['persons'], opts['hidden_units'], opts['lstm_layer'], pooling,
-                       opts.get('rnn', 'lstm'), opts.get('bidirectional', False), opts.get('motion', False),
-                       opts.get('two_stream', False))
+    return EncoderSpec.of(opts, frame_size(opts['dataset'])).build()
 
 
 def load_encoder(ckpt, path):
     """The query encoder of a pretraining checkpoint, loaded strictly; its weights must be finite."""
-    missing = [k for k in ('dataset', 'hidden_units', 'lstm_layer', 'selected_frames') if k not in ckpt['args']]
+    missing = [k for k in ('dataset', *EncoderSpec.options()) if k not in ckpt['args']]
     if missing:
         raise CheckpointError(f"{path}: its stored options lack {', '.join(missing)}")
     encoder = build_encoder(ckpt['args'])
