@@ -178,10 +178,14 @@ def mean_std(values, digits=2):
 
 
 def provenance_note(records):
-    """Which commits (clean or dirty), machines and torch versions produced these records."""
-    seen = {}
+    """Which commits (clean or dirty), machines and torch versions produced these records, and how
+    many predate the instruction-set fields of provenance."""
+    seen, without_isa = {}, 0
     for info in {r.get('provenance', {}).get('out_dir', id(r)): r.get('provenance', {}) for r in records}.values():
-        key = (str(info.get('git_commit'))[:7] + (' (uncommitted changes)' if info.get('git_dirty') else ''),
-               info.get('device_name'), info.get('torch'))
+        key = (str(info.get('git_commit'))[:7] + (' with uncommitted changes, not recorded which' if info.get('git_dirty')
+                                                  else ''), info.get('device_name'), info.get('torch'))
         seen[key] = seen.get(key, 0) + 1
-    return '; '.join(f"{n} runs at commit {c} on {d}, torch {t}" for (c, d, t), n in sorted(seen.items()))
+        without_isa += 'cpu_isa' not in info
+    note = '; '.join(f"{n} runs at commit {c} on {d}, torch {t}" for (c, d, t), n in sorted(seen.items()))
+    return note + (f" ({without_isa} of them recorded before runs recorded their CPU's instruction set)"
+                   if without_isa else '')
