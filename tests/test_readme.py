@@ -29,3 +29,15 @@ def test_readme_run_block_runs_as_written(data_root, tmp_path):
         done = subprocess.run([sys.executable, *line.split()[1:]], cwd=clone, env=env, capture_output=True, text=True)
         assert done.returncode == 0 and 'Traceback' not in done.stderr, f"{line}: {done.stderr[-500:]}"
     assert (clone / 'runs' / 'views.png').is_file() and list((clone / 'runs').glob('ucla-raw-*/results.json'))
+
+
+def test_readme_claims_come_from_the_generated_tables():
+    """Every decimal number of README's "What stands out" stands in a table that reproduce.py writes."""
+    import re
+    text = (ROOT / 'README.md').read_text()
+    tables = text.split('<!-- reproduce.py --summary writes this table -->', 1)[1].split('<!-- end of the table -->')[0]
+    tables += (ROOT / 'results' / 'README.md').read_text()
+    claims = text.split('What stands out:', 1)[1].split('\n## ', 1)[0]
+    numbers = re.findall(r'\d+\.\d+', claims)
+    assert len(numbers) >= 8, numbers
+    assert [n for n in numbers if n not in tables] == []
