@@ -49,7 +49,7 @@ import experiments
 from dataset import DATA_ROOT
 from experiments import PRETRAIN, Command, load, markdown, mean_std
 from options import floor_options, positive_int, to_argv
-from recipes import LABELS, LEVERS, RECIPES, SCALE, SCREEN
+from recipes import LABELS, LEVERS, PEERS, RECIPES, SCALE, SCREEN
 from runs import available_cpus, cli
 
 BASE = 'strong1'  # every row is options added to this recipe
@@ -298,8 +298,7 @@ def scale_rows():
             left[row] = f'not timed (bench/speed.py --sizes {row})'
             continue
         amp = min(timed, key=timed.get)
-        cap = PEER_CAP if options.get('hidden_units') == 1024 and options.get('lstm_layer') == 3 and \
-            options.get('bidirectional') else SCALE_CAP
+        cap = PEER_CAP if all(options.get(k) == v for k, v in PEERS.items()) else SCALE_CAP
         epochs = min(120, int(cap * 60 // timed[amp]))
         if epochs < MIN_EPOCHS:
             left[row] = f'over budget: {cap} core-min fit {epochs} epochs at {timed[amp]:.0f} s each'
@@ -312,8 +311,13 @@ def scale_rows():
 
 
 def scale_plan(ids, seeds, rows, data_root, floors=True):
-    """One job per validation run of each scale row (and its random-init floor)."""
-    jobs = []
+    """One job per validation run of each scale row (and, with `floors`, its random-init floor and
+    the raw-input floor of strong2's input, which every row reads: recorded once, in ucla_view3/)."""
+    raw, raw_name = raw_argv(dict(recipe='strong2'))
+    jobs = [[Command(f'ucla_view3/{raw_name}-val{g}', 'linEval.py', ('--dataset', 'ucla', '--test_view', '3', '--val_group',
+                                                                    str(g), '--eval_split', 'validation', '--data_root',
+                                                                    data_root, *raw), 'ucla_view3/raw')]
+            for g in (0, 1)] if floors else []
     for row in ids:
         options, amp, epochs = rows[row]
         argv = ['--recipe', 'strong2', *to_argv(options), '--amp', amp]
@@ -337,9 +341,10 @@ def scale_differences(out, row, seeds):
     return paired({k: v for k, v in runs_of(out, 'scale', row).items() if k in wanted}, base)
 
 
-def scale_finalists(out, rows):
-    """The rows that go on to seeds 2 and 3 (None until every row is timed and the first pass recorded)."""
-    if any(why.startswith('not timed') for why in scale_rows()[1].values()):
+def scale_finalists(out, rows, left):
+    """The rows that go on to seeds 2 and 3 (None until every row is timed and the first pass
+    recorded); rows, left: `scale_rows()`."""
+    if any(why.startswith('not timed') for why in left.values()):
         return None
     first = {row: scale_differences(out, row, [1]) for row in rows if row != SCALE_BASE and not row.endswith('-fp32')}
     if any(len(d) < 2 for d in first.values()) or len(runs_of(out, 'scale', SCALE_BASE)) < 2:
@@ -357,9 +362,9 @@ def scale_candidate(out, finalists):
 
 def scale_stage(out, data_root, run):
     """Run what the scale study's next stages need (`run(jobs)`), in order."""
-    rows, _ = scale_rows()
+    rows, left = scale_rows()
     run(scale_plan(list(rows), [1], rows, data_root))
-    finalists = scale_finalists(out, rows)
+    finalists = scale_finalists(out, rows, left)
     if finalists is None:
         return
     run(scale_plan([SCALE_BASE, *finalists], [2, 3], rows, data_root))
@@ -372,16 +377,18 @@ def scale_stage(out, data_root, run):
 def scale_table(out):
     """Markdown rows of the scale study, its verdict, and its records."""
     rows, left = scale_rows()
-    finalists = scale_finalists(out, rows)
+    finalists = scale_finalists(out, rows, left)
     candidate = scale_candidate(out, finalists)
+    timings = bench_timings()
+    raw = [load(p) for p in sorted(Path(out, 'ucla_view3').glob(f"{raw_argv(dict(recipe='strong2'))[1]}-val*.json"))]
     header = ['id', 'encoder', 'precision', 'epochs', 's / update epoch', 'runs', 'L-BFGS', '1-NN', 'KNN (k on val.)',
               'criterion', 'paired difference to strong2', 'verdict', 'random-init criterion', 'learned − random-init',
-              'core-min']
+              'learned − raw', 'core-min']
     lines, everything = [header], []
     for row in [*SCALE, *(r for r in rows if r not in SCALE)]:
-        label = SCALE[row][0] if row in SCALE else SCALE[PRECISION_CHECK][0] + ' in fp32'
+        words = SCALE[row][0] if row in SCALE else SCALE[PRECISION_CHECK][0] + ' in fp32'
         if row in left:
-            lines.append([row, label, '–', '–', '–', '0', *['–'] * 5, left[row], '–', '–', '0'])
+            lines.append([row, words, '–', '–', '–', '0', *['–'] * 5, left[row], '–', '–', '–', '0'])
             continue
         _, amp, epochs = rows[row]
         runs = runs_of(out, 'scale', row)
@@ -412,17 +419,20 @@ def scale_table(out):
         else:
             verdict, diffs = (f"confirmed on seeds {', '.join(map(str, FRESH_SEEDS))}: {mean_std(fresh, 1)}"
                               if clears_noise(fresh, 6) else f'not confirmed on fresh seeds ({mean_std(fresh, 1)})'), more
-        learned, floor = list(map(criterion, runs.values())), list(map(criterion, init))
-        margin = f'{statistics.mean(learned) - statistics.mean(floor):+.1f}' if learned and floor else '–'
+        learned = list(map(criterion, runs.values()))
+        margins = [f'{statistics.mean(learned) - statistics.mean(map(criterion, floor)):+.1f}' if learned and floor
+                   else '–' for floor in (init, raw)]
         seconds = sum(r['seconds'] for r in [*runs.values(), *init])
-        lines.append([row, label, 'bf16' if amp == 'bf16' else 'fp32', f'{epochs}', scale_seconds(row, amp),
+        timing = timings.get(f"{row.removesuffix('-fp32')} {amp} 1")
+        lines.append([row, words, 'bf16' if amp == 'bf16' else 'fp32', f'{epochs}',
+                      f"{timing['seconds_per_update_epoch']:.1f}" if timing else '–',
                       str(len(runs)), mean_std([r['probe_top1'] for r in runs.values()], 1),
                       mean_std([r['knn_top1'] for r in runs.values()], 1),
                       mean_std([r['knn_selected_top1'] for r in runs.values()], 1), mean_std(learned, 1),
-                      mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict, mean_std(floor, 1), margin,
-                      f'{seconds / 60:.0f}'])
-    hours = sum(r['seconds'] for r in everything) / 3600
-    return markdown(lines), everything, scale_verdict(out, finalists, candidate), hours
+                      mean_std(diffs, 1) + (f' (n={len(diffs)})' if diffs else ''), verdict,
+                      mean_std(list(map(criterion, init)), 1), *margins, f'{seconds / 60:.0f}'])
+    hours = sum(r['seconds'] for r in everything) / 3600  # the study's own runs (the raw floor is the screening's)
+    return markdown(lines), everything + raw, scale_verdict(out, finalists, candidate), hours
 
 
 def scale_verdict(out, finalists, candidate):
@@ -439,11 +449,6 @@ def scale_verdict(out, finalists, candidate):
     if len(fresh) < 6:
         return f'none yet: {candidate} cleared its noise and awaits its fresh seeds'
     return candidate if clears_noise(fresh, 6) else f'strong2: {candidate} was not confirmed on fresh seeds'
-
-
-def scale_seconds(row, amp):
-    timing = bench_timings().get(f"{row.removesuffix('-fp32')} {amp} 1")
-    return f"{timing['seconds_per_update_epoch']:.1f}" if timing else '–'
 
 
 def agreement(out, results):

@@ -59,8 +59,9 @@ class LSTMEncoder(nn.Module):
         # one-layer, one-direction shells that run a bidirectional RNN's layers direction by direction
         # (`_bidirectional`) with its parameters: a tuple, so that they are no part of the state, made
         # on the meta device, so that they draw no random number and hold no memory
-        self.shells = tuple(rnn(size, hidden_size, device='meta') for size in
-                            {input_size * early, input_size, 2 * hidden_size}) if bidirectional else ()
+        sizes = {r.input_size for r in (self.bi_lstm, self.velocity_rnn) if r}
+        sizes |= {2 * hidden_size} if num_layers > 1 else set()
+        self.shells = tuple(rnn(size, hidden_size, device='meta') for size in sizes) if bidirectional else ()
 
     def forward(self, x):
         n, c, t, v, m = x.shape

@@ -135,7 +135,7 @@ def headline(records, protocol, config):
     their margins over the raw-input and random-init floors ('L-BFGS / 1-NN'), semi, supervised."""
     linear, raw, init = records['linear'], records['raw'], records['init']
     cells = [mean_std(per_seed(linear, key), 1) for key in ('top1_last', 'probe_top1', 'knn_top1', 'knn_selected_top1')]
-    cells += [' / '.join(margin(linear, floor, key, floor is init) for key in PAIRED) for floor in (raw, init)]
+    cells += [' / '.join(margin(linear, floor, key, by_seed) for key in PAIRED) for floor, by_seed in ((raw, False), (init, True))]
     cells += [mean_std(per_seed(records[e], 'top1_last'), 1) for e in (*SEMI, 'supervise')]
     return [PROTOCOL_NAMES[protocol], marked(protocol, config) + selection_note(linear, protocol), *cells]
 

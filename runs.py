@@ -128,7 +128,9 @@ def idle_cpus(window=0.25):
         fields = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
         return sum(fields) - fields[3] - fields[4], sum(fields)  # all but idle and iowait
     try:
-        (busy0, total0), _, (busy1, total1) = busy_and_total(), time.sleep(window), busy_and_total()
+        busy0, total0 = busy_and_total()
+        time.sleep(window)
+        busy1, total1 = busy_and_total()
         busy = (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or cpus)
         how = f'/proc/stat over {window:g} s'
     except (OSError, ValueError, IndexError):

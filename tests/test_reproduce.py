@@ -157,9 +157,11 @@ def test_scale_study_budget_stages_and_confirmation_on_fresh_seeds(tmp_path, mon
     assert all('over budget' in why for why in left.values()) and 'bigru1024x2' in left  # 8 core-min / 33 s
     assert rows['bigru1024x3'][2] == 42  # the peers' size: 25 core-min / 35 s
     jobs = ablation.scale_plan(['lstm256x2'], [1], rows, 'd')
-    argv = jobs[0][0].argv
+    argv = jobs[2][0].argv
     assert '--amp' in argv and argv[argv.index('--epochs') + 1] == '80' and argv[argv.index('--lr_decay_epochs') + 1] == '40'
-    assert [job[0].name for job in jobs][:2] == ['scale/lstm256x2-val0-seed1', 'scale/init-lstm256x2-val0-seed1']
+    raw = 'ucla_view3/raw-motiontrue-preprocessview-sbu-true-depthtrue-selected-frames50'  # strong2's input, every row's
+    assert [job[0].name for job in jobs][:4] == [f'{raw}-val0', f'{raw}-val1', 'scale/lstm256x2-val0-seed1',
+                                                 'scale/init-lstm256x2-val0-seed1']
     gains = {'lstm256x2': 1.0, 'lstm256x3': 0.5, 'lstm512x1': -1.0, 'lstm512x2': -5.0}
 
     def record(row, seeds, noise=0.1):
@@ -170,9 +172,9 @@ def test_scale_study_budget_stages_and_confirmation_on_fresh_seeds(tmp_path, mon
     for row in rows:
         if row != 'lstm512x3':
             record(row, [1])
-    assert ablation.scale_finalists(tmp_path, rows) is None  # the first pass lacks a row
+    assert ablation.scale_finalists(tmp_path, rows, left) is None  # the first pass lacks a row
     record('lstm512x3', [1])
-    finalists = ablation.scale_finalists(tmp_path, rows)
+    finalists = ablation.scale_finalists(tmp_path, rows, left)
     assert finalists == ['lstm256x2', 'lstm256x3', 'lstm512x1']  # best first, those clearly behind left out
     for row in ['lstm256x1', *finalists]:
         record(row, [2, 3])
@@ -184,7 +186,7 @@ def test_scale_study_budget_stages_and_confirmation_on_fresh_seeds(tmp_path, mon
     record('lstm256x2', [4, 5, 6])
     assert ablation.scale_verdict(tmp_path, finalists, 'lstm256x2') == 'lstm256x2'
     table, _, chosen, _ = ablation.scale_table(tmp_path)
-    assert chosen == 'lstm256x2' and all(line.count(' | ') == 14 for line in table.splitlines())
+    assert chosen == 'lstm256x2' and all(line.count(' | ') == 15 for line in table.splitlines())
 
 
 def test_rewording_a_rows_label_keeps_its_records(monkeypatch):
