@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +78,23 @@ def pretraining(tmp, dataset, backend, epochs, device, data_root, amp='off'):
     return result['samples']['train'] * epochs / float(read_metrics(out)[-1]['seconds']), result
 
 
+def update_epoch_seconds(tmp, epochs, *argv):
+    """(seconds per update epoch, seconds of the warm-up epoch) of one pretraining run of `epochs`
+    update epochs (metrics.csv; its row 0 is the warm-up epoch, which only fills the queue)."""
+    _, out = run('pretrain_and_linEval.py', tmp, *argv, '--epochs', epochs, '--lin_epochs', 1, '--no_probes')
+    rows = read_metrics(out)
+    return (float(rows[-1]['seconds']) - float(rows[0]['seconds'])) / epochs, float(rows[0]['seconds'])
+
+
 def recipe_cost(device, recipes, dataset, data_root, epochs=5):
     """Seconds per update epoch of each recipe's pretraining on `dataset` (N-UCLA: test view 3), and
     the projected seconds of its whole schedule."""
     report = dict(device=bench_device(device), torch=torch.__version__, dataset=dataset, timed_epochs=epochs, recipes={})
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
-            result, out = run('pretrain_and_linEval.py', tmp, '--dataset', dataset, '--recipe', recipe, '--data_root',
-                              data_root, '--epochs', epochs, '--lin_epochs', 1, '--no_probes', '--device', device.type,
-                              '--threads', torch.get_num_threads(), *(['--test_view', 3] if dataset == 'ucla' else []))
-            rows = read_metrics(out)
-            per_epoch = (float(rows[-1]['seconds']) - float(rows[0]['seconds'])) / epochs  # row 0: the warm-up epoch
+            per_epoch, _ = update_epoch_seconds(tmp, epochs, '--dataset', dataset, '--recipe', recipe, '--data_root',
+                                                data_root, '--device', device.type, '--threads', torch.get_num_threads(),
+                                                *(['--test_view', 3] if dataset == 'ucla' else []))
             full = RECIPES[recipe].get('epochs', 60)  # the official 60 unless the recipe sets it
             report['recipes'][recipe] = dict(seconds_per_update_epoch=round(per_epoch, 2), recipe_epochs=full,
                                              projected_pretrain_seconds=round(per_epoch * full))
@@ -98,18 +105,16 @@ def recipe_cost(device, recipes, dataset, data_root, epochs=5):
 def size_cost(device, ids, amps, threads, jobs, data_root):
     """Seconds per update epoch of strong2 with each scale-study encoder on an N-UCLA validation run,
     for every (id, amp, threads): {'<id> <amp> <threads>': {...}}."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(config):
         row, amp, count = config
+        load_before = os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
-            _, out = run('pretrain_and_linEval.py', tmp, '--dataset', 'ucla', '--test_view', 3, '--eval_split',
-                         'validation', '--val_group', 0, '--recipe', 'strong2', *to_argv(SCALE[row][1]), '--amp', amp,
-                         '--data_root', data_root, '--epochs', 1, '--lin_epochs', 1, '--no_probes', '--device',
-                         device.type, '--threads', count)
-            rows = read_metrics(out)
-        timing = dict(seconds_per_update_epoch=round(float(rows[-1]['seconds']) - float(rows[0]['seconds']), 2),
-                      warmup_seconds=round(float(rows[0]['seconds']), 2), side_by_side=jobs, load_before=os.getloadavg()[0])
+            per_epoch, warmup = update_epoch_seconds(tmp, 1, '--dataset', 'ucla', '--test_view', 3, '--eval_split',
+                                                     'validation', '--val_group', 0, '--recipe', 'strong2',
+                                                     *to_argv(SCALE[row][1]), '--amp', amp, '--data_root', data_root,
+                                                     '--device', device.type, '--threads', count)
+        timing = dict(seconds_per_update_epoch=round(per_epoch, 2), warmup_seconds=round(warmup, 2), side_by_side=jobs,
+                      load_before=load_before)
         print(row, amp, count, timing, flush=True)
         return f'{row} {amp} {count}', timing
     configs = [(row, amp, count) for count in threads for row in ids for amp in amps]
