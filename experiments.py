@@ -178,14 +178,14 @@ def mean_std(values, digits=2):
 
 
 def provenance_note(records):
-    """Which commits (clean or dirty), machines and torch versions produced these records, and how
-    many predate the instruction-set fields of provenance."""
-    seen, without_isa = {}, 0
+    """Which commits (clean or dirty), machines and torch versions produced these records, each group
+    saying how many of its runs predate the instruction-set fields of provenance."""
+    seen = {}
     for info in {r.get('provenance', {}).get('out_dir', id(r)): r.get('provenance', {}) for r in records}.values():
         key = (str(info.get('git_commit'))[:7] + (' with uncommitted changes, not recorded which' if info.get('git_dirty')
                                                   else ''), info.get('device_name'), info.get('torch'))
-        seen[key] = seen.get(key, 0) + 1
-        without_isa += 'cpu_isa' not in info
-    note = '; '.join(f"{n} runs at commit {c} on {d}, torch {t}" for (c, d, t), n in sorted(seen.items()))
-    return note + (f" ({without_isa} of them recorded before runs recorded their CPU's instruction set)"
-                   if without_isa else '')
+        runs, without_isa = seen.get(key, (0, 0))
+        seen[key] = runs + 1, without_isa + ('cpu_isa' not in info)
+    return '; '.join(f"{n} runs at commit {c} on {d}, torch {t}" + (
+        f" ({w} of them recorded before runs recorded their CPU's instruction set)" if w else '')
+        for (c, d, t), (n, w) in sorted(seen.items()))
