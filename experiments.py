@@ -5,8 +5,9 @@ as a subprocess exactly as a user would type it. Its results.json (resolved opti
 provenance included: the command as run, commit, machine, versions) is recorded as
 <out>/<name>.json. Recorded runs are skipped (`force` reruns them); a pretraining run is redone
 when a later run of its job needs its checkpoint ('{model_path}' in its arguments) and the
-checkpoint is gone. Jobs run side by side, longest first by the recorded durations of runs of the
-same kind, with an estimate and a progress bar.
+checkpoint is gone, and continues from its newest checkpoint when a stop left it unfinished. Jobs
+run side by side, longest first by the recorded durations of runs of the same kind, with an
+estimate and a progress bar.
 """
 import json
 import os
@@ -74,10 +75,13 @@ class Jobs:
 
 def execute(run, out, runs_dir, threads, model_path, keep_history, jobs, record=True):
     """Run one command as a subprocess (in the repository, `threads` CPU threads) and return its
-    results; with `record`, also write them as <out>/<name>.json."""
+    results; with `record`, also write them as <out>/<name>.json. A pretraining run that a stop or a
+    failure left unfinished in its folder continues from its newest complete checkpoint."""
     run_dir = Path(os.path.relpath(Path(runs_dir).resolve() / run.name, ROOT))
+    unfinished = run.script == PRETRAIN and not (ROOT / run_dir / 'results.json').exists()
     command = [sys.executable, run.script, *(a.replace('{model_path}', str(model_path)) for a in run.argv),
-               '--out_dir', str(run_dir), '--quiet', '--no_plots', '--threads', str(threads)]
+               '--out_dir', str(run_dir), '--quiet', '--no_plots', '--threads', str(threads),
+               *(['--resume', 'auto'] if unfinished else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     done = jobs.run(command, env)
     if done.returncode != 0:

@@ -32,11 +32,11 @@ def test_readme_run_block_runs_as_written(data_root, tmp_path):
 
 
 def test_readme_claims_come_from_the_generated_tables():
-    """Every decimal number of README's "What stands out" stands in a table that reproduce.py writes."""
+    """Every decimal number of README's "What stands out" stands in a table that reproduce.py or ablation.py writes."""
     import re
     text = (ROOT / 'README.md').read_text()
     tables = text.split('<!-- reproduce.py --summary writes this table -->', 1)[1].split('<!-- end of the table -->')[0]
-    tables += (ROOT / 'results' / 'README.md').read_text()
+    tables += (ROOT / 'results' / 'README.md').read_text() + (ROOT / 'results' / 'ablation' / 'README.md').read_text()
     claims = text.split('What stands out:', 1)[1].split('\n## ', 1)[0]
     numbers = re.findall(r'\d+\.\d+', claims)
     assert len(numbers) >= 8, numbers
