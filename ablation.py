@@ -118,17 +118,27 @@ def init_argv(options):
         '-'.join(f'{k}{v}' for k, v in sorted(encoder.items()) if RECIPES[BASE].get(k) != v) or BASE)
 
 
-def plan(rows, protocol, seeds, data_root, floors=False):
-    """One job per validation run of each row: pretraining + probes, and the raw floor of its input
-    (with `floors`, also the random-init floor of its encoder for every seed)."""
+def validation_splits(protocol, data_root):
+    """[(the data arguments of one validation run, the split's name)] of a protocol."""
     splits = [(['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g)], f'val{g}') for g in (0, 1)] \
         if protocol == 'ucla_view3' else \
         [(['--dataset', 'sbu', '--fold', str(f), '--val_group', str(g)], f'fold{f}-val{g}') for f in range(5)
          for g in SBU_INNER]
+    return [([*split_args, '--eval_split', 'validation', '--data_root', data_root], split) for split_args, split in splits]
+
+
+def raw_command(protocol, options, common, split):
+    """The raw-input floor run of a row's input on one validation split (common: its data arguments)."""
+    argv, name = raw_argv(options)
+    return Command(f'{protocol}/{name}-{split}', 'linEval.py', tuple(common + argv), f'{protocol}/raw')
+
+
+def plan(rows, protocol, seeds, data_root, floors=False):
+    """One job per validation run of each row: pretraining + probes, and the raw floor of its input
+    (with `floors`, also the random-init floor of its encoder for every seed)."""
     jobs, seen = [], set()
     for name, options in rows:
-        for split_args, split in splits:
-            common = [*split_args, '--eval_split', 'validation', '--data_root', data_root]
+        for common, split in validation_splits(protocol, data_root):
             for seed in seeds:
                 jobs.append([Command(f'{protocol}/{name}-{split}-seed{seed}', PRETRAIN,
                                  tuple(common + ['--recipe', BASE, *to_argv(options), '--seed', str(seed)]), f'{protocol}/learned')])
@@ -137,10 +147,10 @@ def plan(rows, protocol, seeds, data_root, floors=False):
                     seen.add((init, split, seed))
                     jobs.append([Command(f'{protocol}/{init}-{split}-seed{seed}', PRETRAIN,
                                      tuple(common + argv + ['--seed', str(seed)]), f'{protocol}/init')])
-            argv, raw = raw_argv(options)
-            if (raw, split) not in seen:
-                seen.add((raw, split))
-                jobs.append([Command(f'{protocol}/{raw}-{split}', 'linEval.py', tuple(common + argv), f'{protocol}/raw')])
+            raw = raw_command(protocol, options, common, split)
+            if raw.name not in seen:
+                seen.add(raw.name)
+                jobs.append([raw])
     return jobs
 
 
@@ -152,8 +162,12 @@ def records(out, protocol, name, options, split='', seed=1):
     """(learned runs of `seed` ('*': every seed), raw runs) of one row recorded in out, optionally of
     one split prefix. The one-seed rounds read seed 1 alone."""
     learned = [r for key, r in runs_of(out, protocol, name, split).items() if seed == '*' or key.endswith(f'seed{seed}')]
-    raw = [load(p) for p in sorted(Path(out, protocol).glob(f'{raw_argv(options)[1]}-{split}*.json'))]
-    return learned, raw
+    return learned, raw_records(out, protocol, options, split)
+
+
+def raw_records(out, protocol, options, split=''):
+    """The raw-input floor's records of a row's input, optionally of one split prefix."""
+    return [load(p) for p in sorted(Path(out, protocol).glob(f'{raw_argv(options)[1]}-{split}*.json'))]
 
 
 def ucla_ranking(out):
@@ -276,7 +290,7 @@ def screen_table(out, seeds):
     return markdown(lines), everything
 
 
-SCALE_BASE = 'lstm256x1'  # strong2 itself
+SCALE_BASE, STRONG2 = 'lstm256x1', dict(recipe='strong2')  # strong2 itself: its row id, its options
 SCALE_CAP, PEER_CAP, MIN_EPOCHS = 8, 25, 15  # core-minutes of update epochs per run; fewest epochs worth a run
 BEHIND, FINALISTS, FRESH_SEEDS = -2.0, 3, (4, 5, 6)
 PRECISION_CHECK = 'bigru256x1'
@@ -313,24 +327,19 @@ def scale_rows():
 def scale_plan(ids, seeds, rows, data_root, floors=True):
     """One job per validation run of each scale row (and, with `floors`, its random-init floor and
     the raw-input floor of strong2's input, which every row reads: recorded once, in ucla_view3/)."""
-    raw, raw_name = raw_argv(dict(recipe='strong2'))
-    jobs = [[Command(f'ucla_view3/{raw_name}-val{g}', 'linEval.py', ('--dataset', 'ucla', '--test_view', '3', '--val_group',
-                                                                    str(g), '--eval_split', 'validation', '--data_root',
-                                                                    data_root, *raw), 'ucla_view3/raw')]
-            for g in (0, 1)] if floors else []
+    splits = validation_splits('ucla_view3', data_root)
+    jobs = [[raw_command('ucla_view3', STRONG2, common, split)] for common, split in splits] if floors else []
     for row in ids:
         options, amp, epochs = rows[row]
         argv = ['--recipe', 'strong2', *to_argv(options), '--amp', amp]
         schedule = ['--epochs', str(epochs), '--lr_decay_epochs', str(epochs // 2)]
-        for g in (0, 1):
-            common = ['--dataset', 'ucla', '--test_view', '3', '--val_group', str(g), '--eval_split', 'validation',
-                      '--data_root', data_root, *argv]
+        for common, split in splits:
             for seed in seeds:
-                jobs.append([Command(f'scale/{row}-val{g}-seed{seed}', PRETRAIN, tuple(common + schedule + ['--seed', str(seed)]),
-                                 f'scale/{row}')])
+                jobs.append([Command(f'scale/{row}-{split}-seed{seed}', PRETRAIN,
+                                     tuple(common + argv + schedule + ['--seed', str(seed)]), f'scale/{row}')])
                 if floors:
-                    jobs.append([Command(f'scale/init-{row}-val{g}-seed{seed}', PRETRAIN,
-                                     tuple(common + ['--epochs', '0', '--seed', str(seed)]), f'scale/init-{row}')])
+                    jobs.append([Command(f'scale/init-{row}-{split}-seed{seed}', PRETRAIN,
+                                         tuple(common + argv + ['--epochs', '0', '--seed', str(seed)]), f'scale/init-{row}')])
     return jobs
 
 
@@ -380,7 +389,7 @@ def scale_table(out):
     finalists = scale_finalists(out, rows, left)
     candidate = scale_candidate(out, finalists)
     timings = bench_timings()
-    raw = [load(p) for p in sorted(Path(out, 'ucla_view3').glob(f"{raw_argv(dict(recipe='strong2'))[1]}-val*.json"))]
+    raw = raw_records(out, 'ucla_view3', STRONG2)
     header = ['id', 'encoder', 'precision', 'epochs', 's / update epoch', 'runs', 'L-BFGS', '1-NN', 'KNN (k on val.)',
               'criterion', 'paired difference to strong2', 'verdict', 'random-init criterion', 'learned − random-init',
               'learned − raw', 'core-min']
