@@ -87,7 +87,8 @@ def main(opts):
         times = f" x {world} processes" if world > 1 else ''
         raise DataError(f"--batch_size {opts.batch_size}{times} is larger than the {len(train_y)} training samples")
     run = start_run(opts, device, rank, world)
-    pretrain(opts, train_x, train_y, device, run.out, run.log, rank, world)
+    earlier = pretrain(opts, train_x, train_y, device, run.out, run.log, rank, world)
+    run = run._replace(start=run.start - earlier)  # a resumed run's record counts its earlier epochs' time
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

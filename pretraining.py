@@ -127,10 +127,11 @@ def resume_checkpoint(opts, out):
 
 
 def restore(opts, out, model, optimizer, scaler, log):
-    """Load --resume state into model/optimizer/scaler/RNGs; returns (first epoch to run, step)."""
+    """Load --resume state into model/optimizer/scaler/RNGs; returns (first epoch to run, step, pretraining
+    seconds the checkpoint's epochs took)."""
     ckpt, path = resume_checkpoint(opts, out)
     if ckpt is None:
-        return 1, 0
+        return 1, 0, 0.0
     differ = [f"{k} {ckpt['args'].get(k)!r} (checkpoint) vs {getattr(opts, k)!r} (this run)" for k in MUST_MATCH
               if ckpt['args'].get(k) != getattr(opts, k)]
     if differ:
@@ -143,11 +144,12 @@ def restore(opts, out, model, optimizer, scaler, log):
     scaler.load_state_dict(ckpt['scaler'])
     set_rng_state(ckpt['rng'])
     log(f"resumed from {path} after epoch {ckpt['epoch']} (step {ckpt['step']}); an interrupted epoch restarts")
-    return ckpt['epoch'] + 1, ckpt['step']
+    return ckpt['epoch'] + 1, ckpt['step'], ckpt.get('seconds', 0.0)
 
 
 def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
-    """Epochs 1..warmup_epochs+epochs with checkpoints (written by rank 0); the checkpoints are the result."""
+    """Epochs 1..warmup_epochs+epochs with checkpoints (written by rank 0); the checkpoints are the result.
+    Returns the seconds that earlier processes spent on the epochs a resume continued from (0 if none)."""
     model = MomentumContrast(build_encoder(opts), opts.nce_k, opts.nce_t, opts.alpha, opts.l2norm,
                              distributed.all_gather_keys if world > 1 else None, opts.head_dim,
                              opts.positive == 'neighbour', opts.recon_weight, opts.recon_consistency).to(device)
@@ -162,7 +164,7 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
                                opts.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=opts.amp == 'fp16')
     amp = autocast_dtype(opts.amp, device, log)
-    start_epoch, step = restore(opts, out, model, optimizer, scaler, log)
+    start_epoch, step, earlier = restore(opts, out, model, optimizer, scaler, log)
     if rank == 0 and start_epoch > 1:
         truncate_metrics(out, start_epoch - 1)  # the epochs after the checkpoint are replayed, not listed twice
     log(f"pretraining on {opts.dataset}: {len(train_y)} sequences, device {device}, "
@@ -200,7 +202,7 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
         log(f"epoch {epoch}/{total} lr {lr:g} loss {loss:.4f} pos_logit {pos_logit:.2f} contrast@1 {contrast_top1:.2f}"
             + ('' if epoch > opts.warmup_epochs else ' (queue warm-up)'))
         metrics(dict(epoch=epoch, step=step, loss=loss, lr=lr, pos_logit=pos_logit, contrast_top1=contrast_top1,
-                     queue_fill=min(1.0, epoch * len(train_y) / opts.nce_k), seconds=round(time.time() - start, 2)))
+                     queue_fill=min(1.0, epoch * len(train_y) / opts.nce_k), seconds=round(earlier + time.time() - start, 2)))
         if rank == 0:
             bad = non_finite(model.state_dict())
             if bad:
@@ -209,7 +211,9 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
                 log(message)
                 raise TrainingDiverged(message)
             state = dict(args=vars(opts), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
-                         optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
+                         optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state(),
+                         seconds=earlier + time.time() - start)
             if epoch % opts.save_freq == 0 or epoch in (opts.epochs, total):
                 save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
             save_checkpoint(state, out / 'last.pth')
+    return earlier

@@ -12,7 +12,7 @@ import pretrain_and_linEval as pretrain
 import pretraining
 import training
 from conftest import ROOT
-from runs import CheckpointError
+from runs import CheckpointError, read_metrics
 
 
 def assert_same_checkpoints(a, b):
@@ -53,6 +53,10 @@ def test_sigkill_then_resume_matches_straight_run(data_root, tmp_path):
     assert f'resumed from {killed / "last.pth"} after epoch {epoch_at_kill}' in (killed / 'log.txt').read_text()
     assert_same_checkpoints(straight / 'ckpt_epoch_7.pth', killed / 'ckpt_epoch_7.pth')
     assert accuracies(straight) == accuracies(killed)
+    # the record's time counts the epochs before the kill too: per-epoch seconds keep rising across the resume
+    seconds = [float(row['seconds']) for row in read_metrics(killed)]
+    assert len(seconds) == 7 and seconds == sorted(seconds)
+    assert json.loads((killed / 'results.json').read_text())['seconds'] >= seconds[-1]
 
 
 def run(data_root, out, *extra):
