@@ -182,12 +182,13 @@ def mean_std(values, digits=2):
 
 
 def provenance_note(records):
-    """Which commits (clean or dirty), machines and torch versions produced these records, each group
-    saying how many of its runs predate the instruction-set fields of provenance."""
+    """Which commits (clean or dirty: what differed where a record's `dirty_changes` says so), machines
+    and torch versions produced these records, each group saying how many of its runs predate the
+    instruction-set fields of provenance."""
     seen = {}
     for info in {r.get('provenance', {}).get('out_dir', id(r)): r.get('provenance', {}) for r in records}.values():
-        key = (str(info.get('git_commit'))[:7] + (' with uncommitted changes, not recorded which' if info.get('git_dirty')
-                                                  else ''), info.get('device_name'), info.get('torch'))
+        dirty = f" with uncommitted changes: {info.get('dirty_changes', 'not recorded which')}" if info.get('git_dirty') else ''
+        key = (str(info.get('git_commit'))[:7] + dirty, info.get('device_name'), info.get('torch'))
         runs, without_isa = seen.get(key, (0, 0))
         seen[key] = runs + 1, without_isa + ('cpu_isa' not in info)
     return '; '.join(f"{n} runs at commit {c} on {d}, torch {t}" + (

@@ -264,3 +264,13 @@ def test_committed_summaries_regenerate_byte_for_byte_and_name_a_deleted_ablatio
     text = ablation.write_ablation_readme(out / 'ablation', [1, 2, 3])
     assert text.count('(runs missing: ') == 3 and '| Adam lr 1e-3 | missing |' in text  # queue, GRU, strong1
     assert strong1_runs(text) == before - 1
+
+
+def test_provenance_note_says_what_a_dirty_record_changed():
+    base = dict(git_commit='a55ed912c5', device_name='AMD EPYC', torch='2.13.0+cpu', cpu_isa='AVX2')
+    records = [dict(provenance=dict(base, out_dir='a')), dict(provenance=dict(base, out_dir='b', git_dirty=True)),
+               dict(provenance=dict(base, out_dir='c', git_dirty=True, dirty_changes='deleted result files only'))]
+    note = reproduce.experiments.provenance_note(records)
+    assert note == ('1 runs at commit a55ed91 on AMD EPYC, torch 2.13.0+cpu; 1 runs at commit a55ed91 with uncommitted '
+                    'changes: deleted result files only on AMD EPYC, torch 2.13.0+cpu; 1 runs at commit a55ed91 with '
+                    'uncommitted changes: not recorded which on AMD EPYC, torch 2.13.0+cpu')
