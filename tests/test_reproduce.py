@@ -274,3 +274,9 @@ def test_provenance_note_says_what_a_dirty_record_changed():
     assert note == ('1 runs at commit a55ed91 on AMD EPYC, torch 2.13.0+cpu; 1 runs at commit a55ed91 with uncommitted '
                     'changes: deleted result files only on AMD EPYC, torch 2.13.0+cpu; 1 runs at commit a55ed91 with '
                     'uncommitted changes: not recorded which on AMD EPYC, torch 2.13.0+cpu')
+
+
+def test_the_committed_scale_study_keeps_strong2():
+    """README and docs/recipes.md say no size beat strong2: the committed records' verdict says the same."""
+    committed = reproduce.experiments.ROOT / 'results' / 'ablation'
+    assert ablation.scale_table(committed)[2] == 'strong2: lstm256x2 was not confirmed on fresh seeds'
