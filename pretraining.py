@@ -199,10 +199,11 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
             torch.distributed.all_reduce(sums)
             distributed.check_replicas_agree(model.encoder_q, f'after epoch {epoch}')
         loss, pos_logit, contrast_top1 = means(sums)
+        seconds = earlier + time.time() - start  # this run's pretraining time so far, a resume's earlier epochs included
         log(f"epoch {epoch}/{total} lr {lr:g} loss {loss:.4f} pos_logit {pos_logit:.2f} contrast@1 {contrast_top1:.2f}"
             + ('' if epoch > opts.warmup_epochs else ' (queue warm-up)'))
         metrics(dict(epoch=epoch, step=step, loss=loss, lr=lr, pos_logit=pos_logit, contrast_top1=contrast_top1,
-                     queue_fill=min(1.0, epoch * len(train_y) / opts.nce_k), seconds=round(earlier + time.time() - start, 2)))
+                     queue_fill=min(1.0, epoch * len(train_y) / opts.nce_k), seconds=round(seconds, 2)))
         if rank == 0:
             bad = non_finite(model.state_dict())
             if bad:
@@ -212,7 +213,7 @@ def pretrain(opts, train_x, train_y, device, out, log, rank=0, world=1):
                 raise TrainingDiverged(message)
             state = dict(args=vars(opts), epoch=epoch, step=step, lr=lr, model=model.state_dict(),
                          optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state(),
-                         seconds=earlier + time.time() - start)
+                         seconds=seconds)
             if epoch % opts.save_freq == 0 or epoch in (opts.epochs, total):
                 save_checkpoint(state, out / f'ckpt_epoch_{epoch}.pth')
             save_checkpoint(state, out / 'last.pth')
